@@ -1,0 +1,1 @@
+"""Dataset registry and loaders, the canonical sample, and crash-safe JSONL records."""

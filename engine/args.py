@@ -1,0 +1,121 @@
+"""Engine options in one dataclass, the CLI flags that fill it, and the factory every entrypoint uses."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+
+from engine.base import Engine, EngineError, SamplingParams
+
+BACKENDS = ("hf", "vllm", "openai")
+
+
+@dataclass
+class EngineArgs:
+    """Everything needed to build an Engine. `model_name=None` means the embedded default model."""
+
+    model_name: str | None = None
+    backend: str = "hf"
+    model_temperature: float = 0.5
+    model_max_tokens: int = 4096
+    top_p: float = 1.0
+    seed: int = 0
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    # hf
+    max_batch_size: int = 64
+    batch_wait_ms: float = 5.0
+    # vllm
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    enforce_eager: bool = False
+    # openai
+    model_api_config: str = "configs/model_api_config.yaml"
+    max_concurrency: int = 256
+    request_timeout: float = 600.0
+    max_retries: int = 5
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace) -> "EngineArgs":
+        values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+        if getattr(ns, "use_vllm", False):
+            values["backend"] = "vllm"
+        return cls(**values)
+
+    def sampling_defaults(self) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.model_temperature,
+            top_p=self.top_p,
+            max_tokens=self.model_max_tokens,
+            seed=self.seed,
+        )
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the shared engine flags (the paper's names kept) to an entrypoint's parser."""
+    d = EngineArgs()
+    g = parser.add_argument_group("engine")
+    g.add_argument("--model_name", default=d.model_name,
+                   help="hub id or local path of the model; default: the embedded SmolLM2-135M-Instruct")
+    g.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="hf (transformers, CPU or GPU), vllm (AsyncLLM), openai (OpenAI-compatible server)")
+    g.add_argument("--use_vllm", action="store_true", help="alias for --backend vllm (the seed's flag)")
+    g.add_argument("--model_temperature", type=float, default=d.model_temperature,
+                   help="sampling temperature; 0 means greedy")
+    g.add_argument("--model_max_tokens", type=int, default=d.model_max_tokens,
+                   help="max new tokens per LLM call")
+    g.add_argument("--top_p", type=float, default=d.top_p, help="nucleus sampling top-p")
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed for sampling and methods")
+    g.add_argument("--dtype", default=d.dtype, help="model dtype: auto, float32, bfloat16, float16")
+    g.add_argument("--device", default=d.device, help="hf backend device: auto, cpu, cuda, cuda:1, ...")
+    g.add_argument("--trust_remote_code", action="store_true",
+                   help="allow model repos to run their own code (off unless you pass it)")
+    g.add_argument("--max_batch_size", type=int, default=d.max_batch_size,
+                   help="hf backend: most requests per padded batch")
+    g.add_argument("--batch_wait_ms", type=float, default=d.batch_wait_ms,
+                   help="hf backend: how long the batcher waits for more requests before a batch starts")
+    g.add_argument("--tensor_parallel_size", type=int, default=d.tensor_parallel_size,
+                   help="vllm backend: GPUs per model")
+    g.add_argument("--gpu_memory_utilization", type=float, default=d.gpu_memory_utilization,
+                   help="vllm backend: fraction of GPU memory vLLM may take")
+    g.add_argument("--max_model_len", type=int, default=d.max_model_len,
+                   help="vllm backend: context length limit (default: the model's)")
+    g.add_argument("--enforce_eager", action="store_true", help="vllm backend: disable CUDA graphs")
+    g.add_argument("--model_api_config", default=d.model_api_config,
+                   help="openai backend: YAML list of {model_name, base_url, api_key_env} endpoints")
+    g.add_argument("--max_concurrency", type=int, default=d.max_concurrency,
+                   help="most samples (and openai requests) in flight at once")
+    g.add_argument("--request_timeout", type=float, default=d.request_timeout,
+                   help="openai backend: seconds before a request times out")
+    g.add_argument("--max_retries", type=int, default=d.max_retries,
+                   help="openai backend: retries with backoff on 429/5xx/timeouts")
+    return parser
+
+
+def resolve_model_name(model_name: str | None) -> str:
+    if model_name:
+        return model_name
+    from engine.default_model import ensure_default_model
+
+    return str(ensure_default_model())
+
+
+def build_engine(args: EngineArgs) -> Engine:
+    """Instantiate the backend named in `args` (imported lazily: vLLM and openai are optional)."""
+    model_name = resolve_model_name(args.model_name) if args.backend != "openai" else args.model_name
+    if args.backend == "openai" and not model_name:
+        raise EngineError("--model_name is required with --backend openai (it selects endpoints in --model_api_config)")
+    if args.backend == "hf":
+        from engine.hf_backend import HFEngine
+
+        return HFEngine(model_name, args)
+    if args.backend == "vllm":
+        from engine.vllm_backend import VLLMEngine
+
+        return VLLMEngine(model_name, args)
+    if args.backend == "openai":
+        from engine.openai_backend import OpenAIEngine
+
+        return OpenAIEngine(model_name, args)
+    raise EngineError(f"unknown --backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")

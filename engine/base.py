@@ -1,0 +1,131 @@
+"""The one async LLM interface every caller uses, and per-sample token accounting."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Sequence
+
+Message = dict[str, str]
+Messages = Sequence[Message]
+
+
+class EngineError(RuntimeError):
+    """A backend failure the user must fix (unreachable endpoint, missing package, bad model path)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling options shared by all backends. `temperature == 0` always means greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    n: int = 1
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+
+    def merged(self, **overrides: Any) -> "SamplingParams":
+        """A copy with every override that is not None applied (0 and 0.0 are kept, not dropped)."""
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown sampling parameter(s): {', '.join(sorted(unknown))}")
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in changes:
+            stop = changes["stop"]
+            changes["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+        return replace(self, **changes)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass
+class ChatResult:
+    """One chat completion. With n > 1, `texts` holds every choice and `text` the first."""
+
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+
+@dataclass
+class Usage:
+    """Token accounting for one sample (or any scope the caller opens with `track_usage`)."""
+
+    num_llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, result: ChatResult) -> None:
+        self.num_llm_calls += 1
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# Each sample's solve() runs in its own asyncio task, and tasks copy the context, so the usage of
+# every engine call made on behalf of a sample lands on that sample's meter without methods passing it.
+_current_usage: contextvars.ContextVar[Usage | None] = contextvars.ContextVar("agentark_usage", default=None)
+
+
+def track_usage() -> Usage:
+    """Start a fresh usage meter for the current task; later engine calls in it (and its subtasks) add to it."""
+    usage = Usage()
+    _current_usage.set(usage)
+    return usage
+
+
+class Engine(ABC):
+    """Async chat interface. Backends implement `_chat`; callers use `chat` and `chat_many`.
+
+    Callers never batch by hand: many concurrent `chat` calls are what lets a backend batch
+    (the hf backend gathers them into padded batches, vLLM batches continuously).
+    """
+
+    backend_name: str = "base"
+
+    def __init__(self, model_name: str, defaults: SamplingParams | None = None):
+        self.model_name = model_name
+        self.defaults = defaults or SamplingParams()
+        self.total = Usage()
+
+    async def chat(self, messages: Messages, **sampling: Any) -> ChatResult:
+        """One completion for one conversation; sampling kwargs override the engine defaults."""
+        params = self.defaults.merged(**sampling)
+        result = await self._chat(list(messages), params)
+        self.total.add(result)
+        usage = _current_usage.get()
+        if usage is not None:
+            usage.add(result)
+        return result
+
+    async def chat_many(self, conversations: Sequence[Messages], **sampling: Any) -> list[ChatResult]:
+        """Completions for several conversations at once (parallel agents), in input order."""
+        return list(await asyncio.gather(*(self.chat(m, **sampling) for m in conversations)))
+
+    @abstractmethod
+    async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
+        """Backend hook: run one request with fully resolved sampling params."""
+
+    async def start(self) -> None:
+        """Load weights / check endpoints. Called once by the driver before any request."""
+
+    async def close(self) -> None:
+        """Release the model, worker threads or HTTP sessions."""
+
+    async def __aenter__(self) -> "Engine":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

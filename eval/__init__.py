@@ -1,0 +1,1 @@
+"""Answer extraction and grading, metrics, the eval CLIs and the report."""

@@ -1,0 +1,181 @@
+"""The method contract: a method turns one Sample into a Solution, calling the engine for every agent turn."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import yaml
+
+from data.schema import Sample
+from engine.base import ChatResult, Engine, Messages
+from eval.grading import extract_answer
+
+METHODS_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """A method config that cannot be used as written (unknown key, wrong type, missing file)."""
+
+
+@dataclass
+class Turn:
+    """One LLM call in a trajectory; the field names are fixed by design.md (label.py and SFT read them)."""
+
+    agent: int
+    role: str
+    round: int
+    messages: list[dict[str, str]]
+    text: str
+    answer: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        extra = out.pop("extra")
+        out.update(extra)  # method-specific fields (scores, verdicts) sit beside the fixed ones
+        return out
+
+
+@dataclass
+class Solution:
+    response: str
+    answer: str | None
+    trajectory: list[Turn]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Trajectory:
+    """Records every engine call of one sample, in call order, with its extracted answer.
+
+    A method makes one per `solve` call (the Method object is shared by concurrent samples).
+    """
+
+    def __init__(self, llm: Engine, task_type: str):
+        self.llm = llm
+        self.task_type = task_type
+        self.turns: list[Turn] = []
+
+    def _reserve(self, agent: int, role: str, round: int, messages: Messages) -> Turn:
+        # The slot is appended when the call is issued, so turns stay in call order even when
+        # concurrent calls finish out of order.
+        turn = Turn(agent=agent, role=role, round=round, messages=[dict(m) for m in messages],
+                    text="", answer=None, prompt_tokens=0, completion_tokens=0)
+        self.turns.append(turn)
+        return turn
+
+    def _fill(self, turn: Turn, result: ChatResult, extract: bool) -> Turn:
+        turn.text = result.text
+        turn.prompt_tokens = result.prompt_tokens
+        turn.completion_tokens = result.completion_tokens
+        if extract:
+            turn.answer = extract_answer(result.text, self.task_type)
+        if len(result.texts) > 1:
+            turn.extra["texts"] = list(result.texts)
+        return turn
+
+    async def chat(self, messages: Messages, *, agent: int = 0, role: str = "agent", round: int = 0,
+                   extract: bool = True, **sampling: Any) -> Turn:
+        """Call the engine once and record the turn; `extract=False` for turns that give no answer."""
+        turn = self._reserve(agent, role, round, messages)
+        return self._fill(turn, await self.llm.chat(messages, **sampling), extract)
+
+    async def chat_many(self, conversations: Sequence[Messages], *, agents: Sequence[int] | None = None,
+                        role: str | Sequence[str] = "agent", round: int = 0, extract: bool = True,
+                        **sampling: Any) -> list[Turn]:
+        """Parallel agents: one call per conversation, all in flight at once."""
+        agents = list(agents) if agents is not None else list(range(len(conversations)))
+        roles = [role] * len(conversations) if isinstance(role, str) else list(role)
+        turns = [self._reserve(a, r, round, m) for a, r, m in zip(agents, roles, conversations)]
+        results = await asyncio.gather(*(self.llm.chat(m, **sampling) for m in conversations))
+        return [self._fill(t, r, extract) for t, r in zip(turns, results)]
+
+
+@dataclass
+class MethodConfig:
+    """Base for a method's config dataclass: every YAML key must be a field, every field has a default."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> "MethodConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"{cls.__name__} accepts: {', '.join(known)}")
+        checked = {}
+        for key, value in values.items():
+            checked[key] = _coerce(value, known[key], source)
+        return cls(**checked)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, f: dataclasses.Field, source: str) -> Any:
+    expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    # YAML gives ints for floats written as "1"; accept those, reject everything else that mismatches.
+    base = expected.split("|")[0].strip()
+    optional = "None" in expected
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: key {f.name} must be {expected}, got null")
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": lambda v: isinstance(v, bool),
+              "str": lambda v: isinstance(v, str)}
+    if base in checks:
+        if not checks[base](value):
+            raise ConfigError(f"{source}: key {f.name} must be {base}, got {value!r}")
+        return float(value) if base == "float" else value
+    if base.startswith("list") and not isinstance(value, list):
+        raise ConfigError(f"{source}: key {f.name} must be a list, got {value!r}")
+    return value
+
+
+class Method:
+    """Base class of every multi-agent method.
+
+    Subclasses set `name` and `Config`, and implement `async def solve(sample) -> Solution`,
+    calling the engine only through a `Trajectory` (so every turn is recorded) and never looping
+    over samples or batching by hand: the driver runs many samples' `solve` concurrently.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, llm: Engine, config: MethodConfig | None = None, task_type: str = "math", seed: int = 0):
+        self.llm = llm
+        self.config = config if config is not None else self.Config()
+        self.task_type = task_type
+        self.seed = seed
+
+    def trajectory(self) -> Trajectory:
+        return Trajectory(self.llm, self.task_type)
+
+    async def solve(self, sample: Sample) -> Solution:  # pragma: no cover - contract
+        raise NotImplementedError
+
+    @classmethod
+    def config_path(cls, config_name: str) -> Path:
+        return METHODS_DIR / cls.name / "configs" / f"{config_name}.yaml"
+
+    @classmethod
+    def load_config(cls, config_name: str = "config_main") -> MethodConfig:
+        """Read `methods/<name>/configs/<config_name>.yaml` strictly (unknown keys are errors)."""
+        path = cls.config_path(config_name)
+        if not path.is_file():
+            available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+            raise ConfigError(f"{path}: no such method config; available for {cls.name}: "
+                              f"{', '.join(available) or 'none'}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys")
+        return cls.Config.from_dict(values, source=str(path))
