@@ -162,11 +162,14 @@ class Method:
 
     @classmethod
     def config_path(cls, config_name: str) -> Path:
+        """A config name resolves under `methods/<name>/configs/`; a path to a .yaml file is used as is."""
+        if config_name.endswith((".yaml", ".yml")):
+            return Path(config_name)
         return METHODS_DIR / cls.name / "configs" / f"{config_name}.yaml"
 
     @classmethod
     def load_config(cls, config_name: str = "config_main") -> MethodConfig:
-        """Read `methods/<name>/configs/<config_name>.yaml` strictly (unknown keys are errors)."""
+        """Read `methods/<name>/configs/<config_name>.yaml` (or a .yaml path) strictly: unknown keys are errors."""
         path = cls.config_path(config_name)
         if not path.is_file():
             available = sorted(p.stem for p in path.parent.glob("*.yaml"))
