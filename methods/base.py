@@ -86,12 +86,19 @@ class Trajectory:
 
     async def chat_many(self, conversations: Sequence[Messages], *, agents: Sequence[int] | None = None,
                         role: str | Sequence[str] = "agent", round: int = 0, extract: bool = True,
-                        **sampling: Any) -> list[Turn]:
-        """Parallel agents: one call per conversation, all in flight at once."""
+                        seeds: Sequence[int | None] | None = None, **sampling: Any) -> list[Turn]:
+        """Parallel agents: one call per conversation, all in flight at once.
+
+        `seeds` gives each call its own sampling seed: identical prompts sent with one seed come back
+        identical from seeded backends (vLLM, OpenAI), which would make parallel samples copies.
+        """
         agents = list(agents) if agents is not None else list(range(len(conversations)))
         roles = [role] * len(conversations) if isinstance(role, str) else list(role)
+        shared_seed = sampling.pop("seed", None)
+        seeds = list(seeds) if seeds is not None else [shared_seed] * len(conversations)
         turns = [self._reserve(a, r, round, m) for a, r, m in zip(agents, roles, conversations)]
-        results = await asyncio.gather(*(self.llm.chat(m, **sampling) for m in conversations))
+        results = await asyncio.gather(*(self.llm.chat(m, seed=seed, **sampling)
+                                         for m, seed in zip(conversations, seeds)))
         return [self._fill(t, r, extract) for t, r in zip(turns, results)]
 
 

@@ -1,0 +1,222 @@
+"""The `openai` backend: any OpenAI-compatible server (`vllm serve`, a Modal deployment, an API).
+
+Endpoints come from a YAML file (see configs/model_api_config.yaml). Retries with exponential backoff
+on 408/409/429/5xx, connection errors and timeouts are the `openai` client's own (`max_retries`);
+it also honours a server's `Retry-After` / `retry-after-ms` header.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import yaml
+
+from engine.args import EngineArgs
+from engine.base import ChatResult, Engine, EngineError, Message, SamplingParams
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENDPOINT_KEYS = ("model_name", "base_url", "api_key_env")
+# vLLM and most local servers accept any key; the client refuses to start without one.
+PLACEHOLDER_API_KEY = "EMPTY"
+# start() must fail fast on a dead endpoint, not sit through the request timeout and retries.
+START_CHECK_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server that serves `model_name`; `api_key_env` names the env var holding its key (None: no key)."""
+
+    model_name: str
+    base_url: str
+    api_key_env: str | None = None
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """The config file as given, or (for a relative path missing from the working dir) under the repo root."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    from_root = REPO_ROOT / candidate
+    return from_root if from_root.exists() else candidate
+
+
+def load_endpoints(path: str | os.PathLike[str]) -> list[Endpoint]:
+    """Read every endpoint of a model API config; any malformed entry is a one-line EngineError."""
+    config_path = resolve_config_path(path)
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EngineError(f"{config_path}: model API config not found (set --model_api_config)") from None
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        raise EngineError(f"{config_path}:{line}: invalid YAML: {err.problem}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
+        raise EngineError(f"{config_path}: expected a top-level 'models:' list of "
+                          "{model_name, base_url, api_key_env} entries")
+    unknown_top = set(raw) - {"models"}
+    if unknown_top:
+        raise EngineError(f"{config_path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown_top)))}; "
+                          "only 'models' is read")
+    endpoints = []
+    for index, entry in enumerate(raw["models"]):
+        where = f"{config_path}: models[{index}]"
+        if not isinstance(entry, dict):
+            raise EngineError(f"{where}: expected a mapping with keys {', '.join(ENDPOINT_KEYS)}")
+        unknown = set(entry) - set(ENDPOINT_KEYS)
+        if unknown:
+            raise EngineError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                              f"allowed: {', '.join(ENDPOINT_KEYS)}")
+        for key in ("model_name", "base_url"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise EngineError(f"{where}: missing or empty field '{key}'")
+        api_key_env = entry.get("api_key_env")
+        if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env.strip()):
+            raise EngineError(f"{where}: 'api_key_env' must be the name of an environment variable")
+        endpoints.append(Endpoint(entry["model_name"].strip(), entry["base_url"].strip().rstrip("/"),
+                                  api_key_env.strip() if api_key_env else None))
+    return endpoints
+
+
+def endpoints_for_model(path: str | os.PathLike[str], model_name: str) -> list[Endpoint]:
+    """The endpoints serving `model_name`; an unknown name is an error listing the known ones."""
+    endpoints = load_endpoints(path)
+    chosen = [e for e in endpoints if e.model_name == model_name]
+    if not chosen:
+        known = sorted({e.model_name for e in endpoints})
+        raise EngineError(f"model {model_name!r} is not in {resolve_config_path(path)}; "
+                          f"known models: {', '.join(known) if known else '(none)'}")
+    return chosen
+
+
+class _Slot:
+    """An endpoint's client and its count of requests in flight (for least-loaded routing)."""
+
+    def __init__(self, endpoint: Endpoint, api_key: str, client: openai.AsyncOpenAI):
+        self.endpoint = endpoint
+        self.api_key = api_key
+        self.client = client
+        self.in_flight = 0
+
+
+class OpenAIEngine(Engine):
+    """Chat through one or more OpenAI-compatible endpoints with bounded concurrency and client retries."""
+
+    backend_name = "openai"
+
+    def __init__(self, model_name: str, args: EngineArgs):
+        super().__init__(model_name, args.sampling_defaults())
+        if args.max_concurrency < 1:
+            raise EngineError(f"--max_concurrency must be at least 1, got {args.max_concurrency}")
+        self.args = args
+        self.endpoints = endpoints_for_model(args.model_api_config, model_name)
+        timeout = openai.Timeout(args.request_timeout, connect=min(CONNECT_TIMEOUT_S, args.request_timeout))
+        keys = [self._api_key(e) for e in self.endpoints]  # every key checked before any client opens
+        self._slots = [
+            _Slot(e, key, openai.AsyncOpenAI(api_key=key, base_url=e.base_url,
+                                             max_retries=args.max_retries, timeout=timeout))
+            for e, key in zip(self.endpoints, keys)
+        ]
+        self._semaphore = asyncio.Semaphore(args.max_concurrency)
+        self._next_slot = 0
+
+    @staticmethod
+    def _api_key(endpoint: Endpoint) -> str:
+        # An endpoint without api_key_env gets the placeholder, never OPENAI_API_KEY from the
+        # environment: a key meant for one provider must not leak to a local or third-party server.
+        if endpoint.api_key_env is None:
+            return PLACEHOLDER_API_KEY
+        key = os.environ.get(endpoint.api_key_env)
+        if not key:
+            raise EngineError(f"environment variable {endpoint.api_key_env} is not set "
+                              f"(the API key for {endpoint.base_url}, model {endpoint.model_name})")
+        return key
+
+    def _redact(self, text: str) -> str:
+        for slot in self._slots:
+            if slot.api_key != PLACEHOLDER_API_KEY:
+                text = text.replace(slot.api_key, "***")
+        return " ".join(text.split())[:300]
+
+    def _describe(self, err: openai.APIError) -> str:
+        if isinstance(err, openai.APITimeoutError):
+            return "request timed out"
+        if isinstance(err, openai.APIConnectionError):
+            return "connection failed (is the server running, and is base_url right?)"
+        if isinstance(err, openai.APIStatusError):
+            # The server's own error text (the client's `message` adds an "Error code: N - " prefix).
+            body = err.body if isinstance(err.body, dict) else {}
+            detail = body.get("message") if isinstance(body.get("message"), str) else err.message
+            return f"HTTP {err.status_code}: {self._redact(detail)}"
+        return self._redact(str(err))
+
+    def _pick_slot(self) -> _Slot:
+        # Least in-flight first; among equals, start scanning after the last pick so ties rotate.
+        count = len(self._slots)
+        order = [self._slots[(self._next_slot + i) % count] for i in range(count)]
+        slot = min(order, key=lambda s: s.in_flight)
+        self._next_slot = (self._slots.index(slot) + 1) % count
+        return slot
+
+    async def start(self) -> None:
+        """Check every endpoint answers GET /models and serves this model; one-line EngineError if not."""
+        await asyncio.gather(*(self._check(slot) for slot in self._slots))
+
+    async def _check(self, slot: _Slot) -> None:
+        url = slot.endpoint.base_url
+        probe = slot.client.with_options(max_retries=0, timeout=START_CHECK_TIMEOUT_S)
+        failure = None
+        try:
+            page = await probe.models.list()
+        except openai.APIError as err:
+            failure = f"openai endpoint {url} is not usable: {self._describe(err)}"
+        if failure:
+            # Raised outside the except block so no chained exception carries the server's raw reply.
+            raise EngineError(failure)
+        served = [m.id for m in page.data]
+        if served and self.model_name not in served:
+            shown = ", ".join(served[:10]) + (" ..." if len(served) > 10 else "")
+            raise EngineError(f"openai endpoint {url} does not serve model {self.model_name!r}; it serves: {shown}")
+
+    async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
+        request: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "n": params.n,
+        }
+        if params.stop:
+            request["stop"] = list(params.stop)
+        if params.seed is not None:
+            request["seed"] = params.seed
+        failure = None
+        async with self._semaphore:
+            slot = self._pick_slot()
+            slot.in_flight += 1
+            try:
+                response = await slot.client.chat.completions.create(**request)
+            except openai.APIError as err:
+                failure = (f"openai endpoint {slot.endpoint.base_url} failed for model "
+                           f"{self.model_name}: {self._describe(err)}")
+            finally:
+                slot.in_flight -= 1
+        if failure:
+            raise EngineError(failure)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        usage = response.usage
+        return ChatResult(
+            texts=[c.message.content or "" for c in choices],
+            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            finish_reasons=[c.finish_reason or "" for c in choices],
+        )
+
+    async def close(self) -> None:
+        """Close every endpoint's HTTP client."""
+        await asyncio.gather(*(slot.client.close() for slot in self._slots))

@@ -1,0 +1,93 @@
+"""LLM debate: `num_agents` agents over `num_rounds` rounds, each seeing its peers' previous responses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from data.schema import Sample
+from eval.grading import extract_answer, majority_vote, vote_counts
+from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
+from methods.llm_debate.prompts import AGGREGATOR_PROMPT, DEBATE_ROUND_PROMPT, PEER, REFLECTION_PROMPT
+from methods.self_consistency.self_consistency import response_for_answer
+from methods.task_prompts import answer_instruction, format_question, task_prompt
+
+
+@dataclass
+class LLMDebateConfig(MethodConfig):
+    num_agents: int = 3
+    num_rounds: int = 2  # rounds in all, the independent first answers included (round 0)
+    temperature: float | None = None  # None: the engine's --model_temperature
+    use_aggregator: bool = False  # an extra LLM turn reads the final round and gives the final answer
+
+    def __post_init__(self) -> None:
+        for key in ("num_agents", "num_rounds"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"key {key} must be at least 1, got {getattr(self, key)}")
+
+
+class LLMDebate(Method):
+    """Round 0: every agent answers alone. Round r > 0: every agent reads its peers' round r-1
+    responses and updates its own answer in its ongoing conversation. Final: majority vote of the
+    last round (or an aggregator turn)."""
+
+    name = "llm_debate"
+    Config = LLMDebateConfig
+    config: LLMDebateConfig
+
+    async def solve(self, sample: Sample) -> Solution:
+        num_agents, num_rounds = self.config.num_agents, self.config.num_rounds
+        num_choices = len(sample.choices) if sample.choices else 4
+        instruction = answer_instruction(self.task_type)
+        traj = self.trajectory()
+        # One growing conversation per agent: its own earlier answers stay in its context.
+        conversations = [[{"role": "user", "content": task_prompt(sample, self.task_type)}]
+                         for _ in range(num_agents)]
+        agents = list(range(num_agents))
+        latest: list[Turn] = []
+        round_answers: list[list[str | None]] = []
+        for round_index in range(num_rounds):
+            if round_index > 0:
+                for agent in agents:
+                    conversations[agent].append({"role": "user",
+                                                 "content": _update_prompt(latest, agent, instruction)})
+            latest = await traj.chat_many(
+                conversations, agents=agents, role="debater", round=round_index, extract=False,
+                temperature=self.config.temperature,
+                # Round 0 prompts are identical: distinct seeds keep seeded backends from cloning answers.
+                seeds=[self.seed + agent for agent in agents])
+            for agent, turn in zip(agents, latest):
+                turn.answer = extract_answer(turn.text, self.task_type, num_choices)
+                conversations[agent].append({"role": "assistant", "content": turn.text})
+            round_answers.append([turn.answer for turn in latest])
+
+        final_answers = round_answers[-1]
+        voted = majority_vote(final_answers, self.task_type)
+        info = {"round_answers": round_answers, "vote_counts": vote_counts(final_answers, self.task_type),
+                "vote_answer": voted, "answer_source": "vote"}
+        response, answer = response_for_answer(latest, voted, self.task_type), voted
+
+        if self.config.use_aggregator:
+            aggregator = await self._aggregate(traj, sample, latest, num_choices)
+            # An aggregator that states no answer should not erase a valid vote.
+            if aggregator.answer is not None:
+                response, answer = aggregator.text, aggregator.answer
+                info["answer_source"] = "aggregator"
+        return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
+
+    async def _aggregate(self, traj: Trajectory, sample: Sample, finals: list[Turn], num_choices: int) -> Turn:
+        candidates = "\n\n".join(PEER.format(agent=turn.agent + 1, text=turn.text.strip()) for turn in finals)
+        prompt = AGGREGATOR_PROMPT.format(question=format_question(sample), candidates=candidates,
+                                          answer_instruction=answer_instruction(self.task_type))
+        turn = await traj.chat([{"role": "user", "content": prompt}], agent=self.config.num_agents,
+                               role="aggregator", round=self.config.num_rounds, extract=False)
+        turn.answer = extract_answer(turn.text, self.task_type, num_choices)
+        return turn
+
+
+def _update_prompt(previous: list[Turn], agent: int, instruction: str) -> str:
+    """What `agent` reads at the start of a later round: every peer's full previous response."""
+    peers = [turn for turn in previous if turn.agent != agent]
+    if not peers:
+        return REFLECTION_PROMPT.format(answer_instruction=instruction)
+    block = "\n\n".join(PEER.format(agent=turn.agent + 1, text=turn.text.strip()) for turn in peers)
+    return DEBATE_ROUND_PROMPT.format(peers=block, answer_instruction=instruction)
+
