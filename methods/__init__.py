@@ -10,6 +10,9 @@ REGISTRY: dict[str, str] = {
     "cot": "methods.cot.cot:CoT",
     "self_consistency": "methods.self_consistency.self_consistency:SelfConsistency",
     "llm_debate": "methods.llm_debate.llm_debate:LLMDebate",
+    "dylan": "methods.dylan.dylan:DyLAN",
+    "agentverse": "methods.agentverse.agentverse:AgentVerse",
+    "mav": "methods.mav.mav:MAV",
 }
 
 

@@ -116,7 +116,11 @@ class MethodConfig:
         checked = {}
         for key, value in values.items():
             checked[key] = _coerce(value, known[key], source)
-        return cls(**checked)
+        try:
+            return cls(**checked)
+        except ConfigError as exc:  # range checks in __post_init__ know the key, not the file
+            message = str(exc)
+            raise ConfigError(message if message.startswith(source) else f"{source}: {message}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

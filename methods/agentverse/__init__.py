@@ -1,0 +1,1 @@
+"""AgentVerse: expert recruiting, solver and critics with [Agree] consensus, evaluator loop."""

@@ -1,0 +1,1 @@
+"""MAV: multi-agent verification, candidate solutions scored by aspect verifiers' True/False votes."""
