@@ -1,20 +1,33 @@
-"""One home for answer extraction and answer comparison, reused by methods, labelling and rewards."""
+"""One home for answer extraction and answer comparison, reused by methods, labelling, rewards and eval.
+
+Math answers are compared for equivalence, never by plain string match: cheap normalised-string and
+exact numeric checks decide most pairs, and the rest go to `math-verify` (sympy underneath) under a
+time limit. `grade_math_many` runs those symbolic checks in a process pool whose workers are killed
+when an item overruns, because a sympy call stuck in C (say `2^{2^{100}}`) ignores signals.
+"""
 from __future__ import annotations
 
+import logging
+import math
 import re
+import signal
 import string
+import threading
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+"
+# ---------------------------------------------------------------------------------------------------
+# Extraction
+# ---------------------------------------------------------------------------------------------------
+
+# A number as people write it: thousands separators, decimals, simple fractions, a leading $ sign.
+_NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces included."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        return None
-    start = starts[-1]
+def _balanced_group(text: str, start: int) -> int | None:
+    """Index of the `}` closing the group whose content starts at `start` (after its `{`)."""
     depth = 1
     for i in range(start, len(text)):
         if text[i] == "{":
@@ -22,8 +35,23 @@ def last_boxed(text: str) -> str | None:
         elif text[i] == "}":
             depth -= 1
             if depth == 0:
-                return text[start:i].strip()
-    return None  # unbalanced: the model was cut off inside the box
+                return i
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces included; `\\boxed 5` too."""
+    matches = list(re.finditer(r"\\(?:boxed|fbox)\s*(\{|\s+(?=[^\s{]))", text))
+    if not matches:
+        return None
+    last = matches[-1]
+    if last.group(1) != "{":
+        bare = re.match(r"[^\s$]+", text[last.end():])
+        return bare.group(0) if bare else None
+    end = _balanced_group(text, last.end())
+    if end is None:
+        return None  # unbalanced: the model was cut off inside the box
+    return text[last.end():end].strip()
 
 
 def extract_math_answer(text: str) -> str | None:
@@ -33,35 +61,70 @@ def extract_math_answer(text: str) -> str | None:
     boxed = last_boxed(text)
     if boxed:
         return boxed
-    m = re.findall(r"answer\s*(?:is|:)\s*[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.?$|\n)", text, flags=re.I)
-    if m:
-        return m[-1].strip().rstrip(".").strip()
-    m = re.findall(r"####\s*([^\n]+)", text)
-    if m:
-        return m[-1].strip()
+    found = re.findall(r"answer\s*(?:is|:)\s*[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.?$|\n)", text,
+                       flags=re.IGNORECASE | re.MULTILINE)
+    found = [f.strip().rstrip(".").strip() for f in found]
+    found = [f for f in found if f]
+    if found:
+        return found[-1]
+    found = re.findall(r"####\s*([^\n]+)", text)
+    if found:
+        return found[-1].strip()
     numbers = re.findall(_NUMBER, text)
-    return numbers[-1].replace("$", "").rstrip(".") if numbers else None
+    return numbers[-1].replace("$", "") if numbers else None
 
 
-def extract_choice_letter(text: str, num_choices: int = 4) -> str | None:
-    """Multiple-choice letter from phrasings like "Answer: (B)", "the answer is c", "\\boxed{D}", "B."."""
+def _choice_patterns(letters: str) -> list[str]:
+    # Ordered from the most explicit statement of an answer to the loosest; the last match of the
+    # first pattern that matches wins, since models restate options before concluding.
+    # A lower-case letter counts only where it cannot be an English word ("a" is an article).
+    any_case = f"[{letters}{letters.lower()}]"
+    upper = f"[{letters}]"
+    lead = r"(?i:answer)\s*(?i:is|:|=)?\s*(?:\*\*)?\s*:?\s*(?i:option|choice)?\s*"
+    not_word = r"(?![A-Za-z0-9'])"
+    return [
+        rf"\\boxed\{{\s*(?:\\text(?:bf)?\{{)?\s*\(?({any_case})\)?\s*\}}?\s*\}}",
+        rf"{lead}\(({any_case})\)",
+        rf"{lead}({upper}){not_word}",
+        rf"{lead}({any_case})(?=\s*(?:[.):,*]|$))",
+        rf"(?i:option|choice)\s*\(?({upper})\)?{not_word}",
+        rf"(?i:option|choice)\s*\(?({any_case})\)?(?=\s*(?:[.):,]|$|\s+is\b))",
+        rf"\b({upper})\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best))",
+        rf"^\s*\**\(?({upper})[\).:]",
+        rf"\(({any_case})\)",
+    ]
+
+
+def extract_choice_letter(text: str, num_choices: int = 4, *, choices: Sequence[str] | None = None) -> str | None:
+    """Multiple-choice letter from phrasings like "Answer: (B)", "the answer is c.", "\\boxed{D}", "B) ...".
+
+    When `choices` (the option texts) are given and no letter is found, an answer stated as the text of
+    exactly one option ("The answer is Paracetamol") maps to that option's letter.
+    """
     if not text:
         return None
     letters = string.ascii_uppercase[:num_choices]
-    cls = f"[{letters}{letters.lower()}]"
-    patterns = [
-        rf"\\boxed\{{\s*\(?({cls})\)?\s*\}}",
-        rf"answer\s*(?:is|:)?\s*(?:option\s*)?[:\s]*\(?({cls})\)?(?![a-zA-Z])",
-        rf"(?:option|choice)\s*\(?({cls})\)?(?![a-zA-Z])",
-        rf"^\s*\(?({cls})[\).:](?:\s|$)",
-        rf"\(({cls})\)",
-    ]
-    for pattern in patterns:
-        found = re.findall(pattern, text, flags=re.I | re.M)
+    for pattern in _choice_patterns(letters):
+        found = re.findall(pattern, text, flags=re.MULTILINE)
         if found:
             return found[-1].upper()
-    bare = re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", text)
+    if choices:
+        letter = _letter_from_option_text(text, choices[:num_choices])
+        if letter:
+            return letter
+    # A bare capital letter standing alone at the end of a clause ("So, B." / "B").
+    bare = re.findall(rf"(?<![A-Za-z0-9'])([{letters}])(?=\s*(?:[.)\]!,]|$))", text.strip(), flags=re.MULTILINE)
     return bare[-1] if bare else None
+
+
+def _letter_from_option_text(text: str, choices: Sequence[str]) -> str | None:
+    stated = re.findall(r"answer\s*(?:is|:)\s*(.+)", text, flags=re.IGNORECASE)
+    target = normalize_text(stated[-1] if stated else text)
+    hits = [i for i, c in enumerate(choices) if normalize_text(str(c)) and
+            re.search(rf"\b{re.escape(normalize_text(str(c)))}\b", target)]
+    if len(hits) == 1:
+        return string.ascii_uppercase[hits[0]]
+    return None
 
 
 def extract_short_answer(text: str) -> str | None:
@@ -70,14 +133,17 @@ def extract_short_answer(text: str) -> str | None:
         return None
     boxed = last_boxed(text)
     if boxed:
-        return boxed
-    m = re.findall(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", text, flags=re.I)
-    if m:
-        return m[-1].strip()
+        return re.sub(r"^\\text\{(.*)\}$", r"\1", boxed)
+    found = re.findall(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", text, flags=re.IGNORECASE)
+    found = [f.strip().strip("*").strip() for f in found]
+    found = [f for f in found if f]
+    if found:
+        return found[-1]
     return text.strip()
 
 
 def extract_answer(text: str, task_type: str, num_choices: int = 4) -> str | None:
+    """Dispatch to the extractor of `task_type` ("math", "multiple_choice" or "short_answer")."""
     if task_type == "math":
         return extract_math_answer(text)
     if task_type == "multiple_choice":
@@ -87,27 +153,107 @@ def extract_answer(text: str, task_type: str, num_choices: int = 4) -> str | Non
     raise ValueError(f"unknown task type {task_type!r}")
 
 
+# ---------------------------------------------------------------------------------------------------
+# Normalisation
+# ---------------------------------------------------------------------------------------------------
+
+# A unit or a word after a number ("cm", "in.", "m^2", "cm^{3}", "dollars"). One letter alone counts only
+# as an SI unit: "3 x" is a product, not three of a unit called x.
+_UNIT_WORD = r"(?:[a-zA-Z][a-zA-Z.]+|[mgshLJNVWK])(?:\^\{?\d\}?)?"
+_UNIT_WORDS = rf"{_UNIT_WORD}(?:\s+{_UNIT_WORD})*"
+
+
+def _unwrap(s: str) -> str:
+    """Remove the wrappers a final answer comes in: $..$, \\(..\\), \\[..\\], \\boxed{..}."""
+    s = s.strip()
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left):len(s) - len(right)].strip()
+    if s.startswith(("\\boxed", "\\fbox")):
+        inner = last_boxed(s)
+        if inner is not None:
+            s = inner
+    return s.strip().rstrip(".").strip()
+
+
+def clean_math_answer(answer: str) -> str:
+    """The answer with presentation removed but LaTeX structure kept (what the symbolic check parses).
+
+    Drops wrappers, \\text{} units after a number, currency signs, degree marks, percent signs'
+    escaping, and "x =" in front of a single value.
+    """
+    s = _unwrap(answer)
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{\s*([^{}]*?)\s*\}", r" \1 ", s).strip()
+    s = re.sub(r"\s+(?=\^)", "", s)  # "\text{cm}^2" -> "cm^2", not "cm ^2"
+    s = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", s)
+    s = re.sub(r"(?<!\\)\\[!,;:]|(?<!\\)\\ (?=\S)|~", " ", s)
+    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\s*\bdegrees?\b", "", s)
+    s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r"\{,\}", ",", s)
+    s = re.sub(r"^\s*(?:\\?[a-zA-Z]+(?:_\{?\w+\}?)?)\s*=\s*(?=[^=]+$)", "", s)  # "x = 3", "\theta = 3"
+    number = r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*\\?%)?"
+    unit_match = re.fullmatch(rf"({number})\s+{_UNIT_WORDS}", s.strip())
+    if unit_match:  # "10 cm", "5 dollars", "12 because ..." -- words after a number are units or prose
+        s = unit_match.group(1)
+    return " ".join(s.split())
+
+
 def normalize_math(answer: str) -> str:
-    """A canonical string for voting: LaTeX wrappers, spacing, thousands separators, trailing zeros."""
-    s = answer.strip().strip("$").strip()
-    s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
-    s = re.sub(r"\\(?:left|right|!|,|;|:)", "", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("^\\circ", "").replace("°", "")
-    s = re.sub(r"^[a-zA-Z]\s*=\s*", "", s)  # "x = 3" -> "3"
-    s = s.replace(" ", "").rstrip(".")
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+    """A canonical string for voting and cheap equality: spacing, wrappers, units, separators, zeros."""
+    s = clean_math_answer(answer)
+    s = s.replace("\\%", "%")
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)  # \frac12
+    s = re.sub(r"\\(begin|end)\{[bvBV]?matrix\}", r"\\\1{pmatrix}", s)
+    # Keep a space only where deleting it would merge a command with the next letter ("\pi r").
+    s = re.sub(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])", r"\1{}", s)
+    is_list = re.search(r"\d,\s+\d", s) is not None  # "2, 100" lists two numbers; "2,100" is 2100
+    s = re.sub(r"\s+", "", s)
+    s = re.sub(r"^\(([A-Za-z])\)$", r"\1", s)  # "(C)" -> "C" for MATH's multiple-choice items
+    if not is_list and re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?%?", s):
         s = s.replace(",", "")
-    if re.fullmatch(r"-?\d+\.\d+", s):
-        s = s.rstrip("0").rstrip(".")
+    s = re.sub(r"(?<![\d.])\.(\d)", r"0.\1", s)
+    if re.fullmatch(r"-?\d+\.\d+%?", s):
+        pct = s.endswith("%")
+        s = s.rstrip("%").rstrip("0").rstrip(".") + ("%" if pct else "")
+    if s == "-0":
+        s = "0"
     return s
+
+
+def _as_number(normalized: str) -> tuple[Fraction, bool] | None:
+    """(exact value, is_percent) for a normalised plain number, decimal or simple fraction; else None."""
+    s = normalized
+    percent = s.endswith("%")
+    s = s.rstrip("%")
+    m = re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}", s)
+    if m:
+        num, den = int(m.group(2)), int(m.group(3))
+        if den == 0:
+            return None
+        value = Fraction(num, den)
+        return (-value if m.group(1) else value), percent
+    m = re.fullmatch(r"(-?\d+(?:\.\d+)?)/(\d+)", s)
+    if m:
+        den = int(m.group(2))
+        return (Fraction(m.group(1)) / den, percent) if den else None
+    if re.fullmatch(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", s) and len(s) < 400:
+        try:
+            return Fraction(s), percent
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
 
 
 def normalize_text(answer: str) -> str:
     """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
     s = answer.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = "".join(ch for ch in s if ch not in _PUNCTUATION)
     s = re.sub(r"\b(a|an|the)\b", " ", s)
     return " ".join(s.split())
+
+
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 def answer_key(answer: str | None, task_type: str) -> str | None:
@@ -115,7 +261,13 @@ def answer_key(answer: str | None, task_type: str) -> str | None:
     if answer is None or not str(answer).strip():
         return None
     if task_type == "math":
-        return normalize_math(str(answer))
+        key = normalize_math(str(answer))
+        number = _as_number(key)
+        if number is not None and not number[1]:
+            # 0.5, 1/2 and \frac{1}{2} are one vote.
+            value = number[0]
+            return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+        return key
     if task_type == "multiple_choice":
         return str(answer).strip().upper()
     return normalize_text(str(answer))
@@ -140,4 +292,355 @@ def majority_vote(answers: Sequence[str | None], task_type: str) -> str | None:
 
 
 def vote_counts(answers: Iterable[str | None], task_type: str) -> dict[str, int]:
+    """How many answers fall under each `answer_key`."""
     return dict(Counter(k for k in (answer_key(a, task_type) for a in answers) if k is not None))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grading
+# ---------------------------------------------------------------------------------------------------
+
+# Why a pair was scored as it was; the per-sample scores files record these.
+REASON_STRING_MATCH = "string_match"
+REASON_NUMERIC_EQUAL = "numeric_equal"
+REASON_NUMERIC_MISMATCH = "numeric_mismatch"
+REASON_SYMBOLIC_EQUAL = "symbolic_equal"
+REASON_NOT_EQUAL = "not_equal"
+REASON_NO_ANSWER = "no_answer"
+REASON_NO_REFERENCE = "no_reference"
+REASON_PARSE_ERROR = "parse_error"
+REASON_TIMEOUT = "timeout"
+REASON_GRADER_ERROR = "grader_error"
+
+_NUMERIC_REL_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The verdict on one prediction: `correct`, and `reason` saying which check decided it."""
+
+    correct: bool
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"correct": self.correct, "reason": self.reason}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+def _numbers_equal(a: Fraction, b: Fraction) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=_NUMERIC_REL_TOL, abs_tol=1e-12) or a == b
+
+
+_INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf, "\\infinity": math.inf}
+
+
+def _element_value(text: str) -> Fraction | float | None:
+    if text in _INFINITY:
+        return _INFINITY[text]
+    number = _as_number(text)
+    return number[0] if number is not None and not number[1] else None
+
+
+def _as_structure(normalized: str) -> tuple[str, list[list[Fraction | float]]] | None:
+    """("set" | "(]"-style brackets | "matrix", rows of numbers) for tuples, intervals, sets and matrices
+    whose entries are all plain numbers; None for anything else."""
+    s = normalized
+    m = re.fullmatch(r"\\begin\{pmatrix\}(.*)\\end\{pmatrix\}", s)
+    if m:
+        rows = [row.split("&") for row in re.split(r"\\\\", m.group(1)) if row]
+        kind = "matrix"
+    elif s.startswith("\\{") and s.endswith("\\}"):
+        rows, kind = [s[2:-2].split(",")], "set"
+    elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and "," in s:
+        rows, kind = [s[1:-1].split(",")], s[0] + s[-1]
+    else:
+        return None
+    values = [[_element_value(cell) for cell in row] for row in rows]
+    if not values or any(v is None for row in values for v in row):
+        return None
+    return kind, values  # type: ignore[return-value]
+
+
+def _same_value(a: Fraction | float, b: Fraction | float) -> bool:
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return _numbers_equal(Fraction(a), Fraction(b))
+
+
+def _structures_equal(pred: tuple[str, list], gt: tuple[str, list]) -> bool | None:
+    """Entry-wise verdict for two number structures; None when their kinds differ in a way only
+    a symbolic check should judge (a tuple against a set)."""
+    (kind_p, rows_p), (kind_g, rows_g) = pred, gt
+    if (kind_p == "set") != (kind_g == "set") or (kind_p == "matrix") != (kind_g == "matrix"):
+        return None
+    if kind_p == "set":
+        left, right = sorted(rows_p[0]), sorted(rows_g[0])
+        return len(left) == len(right) and all(_same_value(x, y) for x, y in zip(left, right))
+    if kind_p != kind_g or [len(r) for r in rows_p] != [len(r) for r in rows_g]:
+        return False
+    return all(_same_value(x, y) for rp, rg in zip(rows_p, rows_g) for x, y in zip(rp, rg))
+
+
+def _text_answer(gt: str) -> str | None:
+    """The words of a reference written as \\text{...} with no digits (MATH's "Monday", "(C)", "odd")."""
+    m = re.fullmatch(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}", _unwrap(gt))
+    if m and re.search(r"[A-Za-z]", m.group(1)) and not re.search(r"\d", m.group(1)):
+        return normalize_text(m.group(1))
+    return None
+
+
+def quick_grade_math(pred: str | None, gt: str | None) -> Grade | None:
+    """The cheap checks: normalised strings, exact numbers, number tuples/intervals/sets/matrices,
+    and word answers. None when only a symbolic check can tell."""
+    if gt is None or not str(gt).strip():
+        return Grade(False, REASON_NO_REFERENCE)
+    if pred is None or not str(pred).strip():
+        return Grade(False, REASON_NO_ANSWER)
+    norm_pred, norm_gt = normalize_math(str(pred)), normalize_math(str(gt))
+    if norm_pred == norm_gt or (norm_pred.lower() == norm_gt.lower() and re.fullmatch(r"[A-Za-z]{2,}", norm_gt)):
+        return Grade(True, REASON_STRING_MATCH)
+    words = _text_answer(str(gt))
+    if words is not None:
+        same = normalize_text(clean_math_answer(str(pred))) == words
+        return Grade(same, REASON_STRING_MATCH if same else REASON_NOT_EQUAL)
+    num_pred, num_gt = _as_number(norm_pred), _as_number(norm_gt)
+    if num_pred is not None and num_gt is not None:
+        (value_pred, pct_pred), (value_gt, pct_gt) = num_pred, num_gt
+        candidates = [value_pred]
+        if pct_pred != pct_gt:
+            # "50%" against "0.5" or "50": a percentage may be written as its number or as the fraction.
+            candidates += [value_pred / 100, value_pred * 100]
+        if any(_numbers_equal(c, value_gt) for c in candidates):
+            return Grade(True, REASON_NUMERIC_EQUAL)
+        return Grade(False, REASON_NUMERIC_MISMATCH)
+    struct_pred, struct_gt = _as_structure(norm_pred), _as_structure(norm_gt)
+    if struct_pred is not None and struct_gt is not None:
+        verdict = _structures_equal(struct_pred, struct_gt)
+        if verdict is not None:
+            return Grade(verdict, REASON_NUMERIC_EQUAL if verdict else REASON_NUMERIC_MISMATCH)
+    return None
+
+
+class _SoftTimeout(Exception):
+    pass
+
+
+def _raise_soft_timeout(signum, frame):
+    raise _SoftTimeout()
+
+
+class _DropTimeoutWarning(logging.Filter):
+    # math-verify warns once that its own signal timeout is off; ours is on, around the whole check.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+_QUIET = _DropTimeoutWarning()
+for _name in ("math_verify.parser", "math_verify.grader", "math_verify"):
+    logging.getLogger(_name).addFilter(_QUIET)
+
+_parser_warm = False
+
+
+def _warm_parser() -> None:
+    """Build math-verify's LaTeX parser once (~1 s) outside any time limit.
+
+    An interrupt during that lazy set-up leaves the parser broken for the rest of the process, and the
+    set-up time is no fault of the item being graded.
+    """
+    global _parser_warm
+    if not _parser_warm:
+        from math_verify import parse, verify
+
+        verify(parse("$\\frac{1}{2}$", parsing_timeout=None), parse("$0.5$", parsing_timeout=None),
+               timeout_seconds=None)
+        _parser_warm = True
+
+
+def _symbolic_equal(pred: str, gt: str) -> Grade:
+    """math-verify equivalence, with a numeric comparison of the parsed values as the fallback."""
+    import sympy
+    from math_verify import parse, verify
+
+    # math-verify's own signal timeouts would cancel ours (one ITIMER_REAL per process): turn them off.
+    gold = parse(f"${clean_math_answer(gt)}$", parsing_timeout=None)
+    target = parse(f"${clean_math_answer(pred)}$", parsing_timeout=None)
+    parsed = (sympy.Basic, sympy.MatrixBase)
+    gold_ok, target_ok = any(isinstance(x, parsed) for x in gold), any(isinstance(x, parsed) for x in target)
+    if not gold_ok or not target_ok:
+        which = "reference" if not gold_ok else "prediction"
+        return Grade(False, REASON_PARSE_ERROR, f"math-verify could not parse the {which}")
+    if verify(gold, target, timeout_seconds=None):
+        return Grade(True, REASON_SYMBOLIC_EQUAL)
+    if _sympy_numeric_equal(gold[0], target[0]):
+        return Grade(True, REASON_NUMERIC_EQUAL)
+    return Grade(False, REASON_NOT_EQUAL)
+
+
+def _sympy_numeric_equal(gold: object, target: object) -> bool:
+    """Both values are plain numbers (pi, sqrt(2), 3.14159...) and agree to the numeric tolerance."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Expr) and isinstance(target, sympy.Expr)):
+        return False
+    if not (gold.is_number and target.is_number):
+        return False
+    if any(v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) for v in (gold, target)):
+        return False
+    try:
+        a, b = complex(sympy.N(gold, 20)), complex(sympy.N(target, 20))
+    except (TypeError, ValueError):
+        return False
+    return abs(a - b) <= _NUMERIC_REL_TOL * max(abs(a), abs(b)) + 1e-12
+
+
+_EXPONENT = re.compile(r"\^\s*(?:\{((?:[^{}]|\{[^{}]*\})*)\}|(\d+))")
+
+
+def _too_large_to_evaluate(latex: str) -> bool:
+    """Towers like 2^{2^{100}}, exponents of millions, huge factorials: sympy would evaluate them in C
+    for hours, out of reach of any signal, so they are refused up front."""
+    for braced, bare in _EXPONENT.findall(latex):
+        exponent = braced or bare
+        digit_runs = [len(d) for d in re.findall(r"\d+", exponent)]
+        if any(n >= 7 for n in digit_runs) or ("^" in exponent and any(n >= 3 for n in digit_runs)):
+            return True
+    return bool(re.search(r"\d{5,}\s*!", latex))
+
+
+def _guarded_symbolic_equal(pred: str, gt: str) -> Grade:
+    if _too_large_to_evaluate(pred) or _too_large_to_evaluate(gt):
+        return Grade(False, REASON_GRADER_ERROR, "expression too large for a symbolic check")
+    try:
+        return _symbolic_equal(pred, gt)
+    except _SoftTimeout:
+        raise
+    except RecursionError:
+        return Grade(False, REASON_GRADER_ERROR, "RecursionError")
+    except Exception as error:  # noqa: BLE001 - a grader failure must score the sample, not stop the run
+        return Grade(False, REASON_GRADER_ERROR, f"{type(error).__name__}: {str(error)[:200]}")
+
+
+def grade_math(pred: str | None, gt: str | None, timeout_s: float = 5.0) -> Grade:
+    """Grade one math answer in this process: cheap checks, then math-verify within `timeout_s`.
+
+    The limit is a SIGALRM timer: it applies on the main thread only and cannot interrupt sympy
+    while it is inside C code (a huge integer power); `grade_math_many` enforces a hard limit by
+    killing worker processes. A failure inside the grader scores the answer as incorrect with the
+    reason, never raises.
+    """
+    quick = quick_grade_math(pred, gt)
+    if quick is not None:
+        return quick
+    _warm_parser()
+    use_timer = bool(timeout_s and timeout_s > 0) and threading.current_thread() is threading.main_thread()
+    previous = None
+    if use_timer:
+        previous = signal.signal(signal.SIGALRM, _raise_soft_timeout)
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return _guarded_symbolic_equal(str(pred), str(gt))
+    except _SoftTimeout:
+        return Grade(False, REASON_TIMEOUT, f"symbolic check exceeded {timeout_s:g}s")
+    finally:
+        if use_timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def math_equal(pred: str | None, gt: str | None, timeout_s: float = 5.0) -> bool:
+    """True when `pred` is mathematically equivalent to the reference `gt` (see `grade_math`)."""
+    return grade_math(pred, gt, timeout_s).correct
+
+
+def _pool_worker_grade(pred: str, gt: str) -> tuple[bool, str, str]:
+    # No timer in workers: the pool kills a worker that overruns, which also discards any state an
+    # interrupted sympy or parser call would have left half-built.
+    grade = _guarded_symbolic_equal(pred, gt)
+    return grade.correct, grade.reason, grade.detail
+
+
+def grade_math_many(pairs: Sequence[tuple[str | None, str | None]], timeout_s: float = 5.0,
+                    num_workers: int | None = None, progress: bool = False) -> list[Grade]:
+    """Grade many (prediction, reference) pairs: cheap checks here, symbolic checks in a process pool.
+
+    A worker still busy with one item after `timeout_s` seconds is killed and replaced, and that item
+    is scored as a timeout; the other items are unaffected.
+    """
+    import os
+
+    grades: list[Grade | None] = [quick_grade_math(pred, gt) for pred, gt in pairs]
+    pending = [i for i, g in enumerate(grades) if g is None]
+    if pending:
+        workers = max(1, min(num_workers or os.cpu_count() or 1, len(pending)))
+        symbolic = _symbolic_in_pool([pairs[i] for i in pending], timeout_s, workers, progress)
+        for index, grade in zip(pending, symbolic):
+            grades[index] = grade
+    return [g for g in grades if g is not None]
+
+
+def _symbolic_in_pool(pairs: Sequence[tuple[str | None, str | None]], timeout_s: float, workers: int,
+                      progress: bool) -> list[Grade]:
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    from pebble import ProcessExpired, ProcessPool
+    from tqdm import tqdm
+
+    _warm_parser()  # workers are forked from here, so they start with the parser built
+    limit = timeout_s if timeout_s and timeout_s > 0 else None
+    results: list[Grade] = []
+    with ProcessPool(max_workers=workers, initializer=_warm_parser) as pool:
+        futures = [pool.schedule(_pool_worker_grade, args=(str(p), str(g)), timeout=limit) for p, g in pairs]
+        for future in tqdm(futures, desc="symbolic checks", unit="item", disable=not progress):
+            try:
+                correct, reason, detail = future.result()
+                results.append(Grade(correct, reason, detail))
+            except FutureTimeout:
+                results.append(Grade(False, REASON_TIMEOUT, f"symbolic check exceeded {timeout_s:g}s"))
+            except ProcessExpired as error:
+                results.append(Grade(False, REASON_GRADER_ERROR, f"grader process died (exit code {error.exitcode})"))
+            except Exception as error:  # noqa: BLE001 - e.g. an unpicklable result; score it, keep going
+                results.append(Grade(False, REASON_GRADER_ERROR, f"{type(error).__name__}: {str(error)[:200]}"))
+    return results
+
+
+def grade_choice(pred: str | None, gt: str | None) -> Grade:
+    """A multiple-choice letter against the reference letter (both already extracted)."""
+    if gt is None or not str(gt).strip():
+        return Grade(False, REASON_NO_REFERENCE)
+    if pred is None or not str(pred).strip():
+        return Grade(False, REASON_NO_ANSWER)
+    correct = str(pred).strip().upper() == str(gt).strip().upper()
+    return Grade(correct, REASON_STRING_MATCH if correct else REASON_NOT_EQUAL)
+
+
+def _references(gold: str | Sequence[str]) -> list[str]:
+    return [gold] if isinstance(gold, str) else [str(g) for g in gold]
+
+
+def exact_match(pred: str | None, gold: str | Sequence[str]) -> float:
+    """SQuAD exact match: 1.0 when the normalised prediction equals any normalised reference."""
+    pred_norm = normalize_text(pred or "")
+    return float(any(pred_norm == normalize_text(g) for g in _references(gold)))
+
+
+def _f1_single(pred: str, gold: str) -> float:
+    pred_tokens, gold_tokens = normalize_text(pred).split(), normalize_text(gold).split()
+    if not pred_tokens or not gold_tokens:
+        # SQuAD 2.0's rule: an empty answer is right only against an empty reference.
+        return float(pred_tokens == gold_tokens)
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision, recall = num_same / len(pred_tokens), num_same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(pred: str | None, gold: str | Sequence[str]) -> float:
+    """SQuAD token F1 of the normalised bags of words, the best over the references."""
+    refs = _references(gold)
+    return max((_f1_single(pred or "", g) for g in refs), default=0.0)

@@ -1,0 +1,222 @@
+"""Answer extraction and equivalence against the answer forms real model outputs and datasets use."""
+import pytest
+
+from eval.grading import (
+    answer_key,
+    exact_match,
+    extract_answer,
+    extract_choice_letter,
+    extract_math_answer,
+    extract_short_answer,
+    grade_choice,
+    grade_math,
+    grade_math_many,
+    last_boxed,
+    majority_vote,
+    math_equal,
+    normalize_text,
+    quick_grade_math,
+    token_f1,
+    vote_counts,
+)
+
+# ---- math extraction --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so the result is \\boxed{42}.", "42"),
+    ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+    ("nested \\boxed{\\sqrt{\\frac{a}{b}}} done", "\\sqrt{\\frac{a}{b}}"),
+    ("\\fbox{7}", "7"),
+    ("therefore \\boxed 5", "5"),
+    ("Final Answer: The final answer is $18$. I hope it is correct.", "18"),
+    ("The answer is 3.5.", "3.5"),
+    ("The answer is: 1,234", "1,234"),
+    ("Natalia sold 48 clips.\n#### 72", "72"),
+    ("She has 3 apples and buys 4 more, so 7 in total", "7"),
+    ("half of it: 3/4", "3/4"),
+    ("it costs $1,250 in all", "1,250"),
+])
+def test_extract_math_answer(text, expected):
+    assert extract_math_answer(text) == expected
+
+
+def test_extract_math_answer_when_nothing_to_extract():
+    assert extract_math_answer("") is None
+    assert extract_math_answer("I cannot solve this.") is None
+    assert last_boxed("cut off \\boxed{\\frac{1}{2") is None
+
+
+# ---- math equivalence -------------------------------------------------------------------------------
+
+EQUIVALENT = [
+    ("0.5", "\\frac{1}{2}"), ("\\dfrac{3}{4}", "3/4"), ("\\tfrac{3}{4}", "0.75"), ("\\frac12", "0.5"),
+    (".5", "0.5"), ("10.0", "10"), ("2.50", "\\frac{5}{2}"), ("-\\frac{1}{3}", "\\frac{-1}{3}"),
+    ("50", "50\\%"), ("50\\%", "50"), ("0.5", "50\\%"), ("12.5%", "12.5\\%"),
+    ("10", "10\\text{ cm}"), ("5 m", "5"), ("10 \\text{cm}^2", "10"), ("18", "\\$18"), ("\\$18.90", "18.9"), ("5 dollars", "5"),
+    ("30", "30^\\circ"), ("90 degrees", "90^{\\circ}"), ("45°", "45"),
+    ("[-2, 7)", "[-2,7)"), ("\\left[-2,7\\right)", "[-2,7)"), ("(-\\infty,3]", "(-\\infty, 3]"),
+    ("\\{3,2,1\\}", "\\{1,2,3\\}"), ("(3, \\pi/2)", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("(0.5, 2)", "(\\frac{1}{2}, 2)"),
+    ("\\begin{bmatrix}1\\\\-2\\end{bmatrix}", "\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}"),
+    ("x = 3", "3"), ("3", "x=3"), ("y = 2x + 3", "2x+3"),
+    ("1,000", "1000"), ("1{,}000", "1000"), ("1,234,567.50", "1234567.5"),
+    ("\\frac{1}{2}\\sqrt{3}", "\\frac{\\sqrt{3}}{2}"), ("\\sqrt{8}", "2\\sqrt{2}"), ("(x+2)(x+5)", "x^2+7x+10"),
+    ("\\frac{\\sqrt{5}+1}{2}", "\\frac{1+\\sqrt{5}}{2}"), ("2i+3", "3+2i"), ("\\pi r^2", "\\pi r^2"),
+    ("3", "\\log_2 8"), ("\\text{Monday}", "\\text{Monday}"), ("monday", "\\text{Monday}"), ("C", "\\text{(C)}"),
+    ("\\boxed{7}", "7"), ("$\\frac{7}{2}$", "3.5"), ("10^6", "1,000,000"),
+]
+
+NOT_EQUIVALENT = [
+    ("2", "3"), ("-5", "5"), ("0.333", "\\frac{1}{3}"), ("\\frac{4}{3}", "\\frac{3}{4}"), ("51", "50\\%"),
+    ("(-2,7)", "[-2,7)"), ("[-2,7]", "[-2,7)"), ("(-\\infty, 3)", "(-\\infty, 3]"), ("\\{1,2\\}", "\\{1,2,3\\}"),
+    ("(\\frac{\\pi}{2}, 3)", "(3, \\frac{\\pi}{2})"),
+    ("\\begin{pmatrix} -1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}"),
+    ("\\sqrt{2}", "\\frac{\\sqrt{3}}{2}"), ("(x+2)(x+3)", "x^2+7x+10"), ("3-2i", "3+2i"), ("y = 2x - 3", "y=2x+3"),
+    ("Tuesday", "\\text{Monday}"), ("B", "\\text{(C)}"), ("2, 100", "2100"), ("x", "7"), ("3 x", "3"),
+]
+
+
+@pytest.mark.parametrize("pred, gt", EQUIVALENT)
+def test_equivalent_answers_are_correct(pred, gt):
+    grade = grade_math(pred, gt)
+    assert grade.correct, grade
+
+
+@pytest.mark.parametrize("pred, gt", NOT_EQUIVALENT)
+def test_different_answers_are_incorrect(pred, gt):
+    grade = grade_math(pred, gt)
+    assert not grade.correct, grade
+
+
+def test_cheap_checks_decide_numbers_without_sympy():
+    assert quick_grade_math("1,000", "1000").reason == "string_match"
+    assert quick_grade_math("0.5", "\\frac{1}{2}").reason == "numeric_equal"
+    assert quick_grade_math("7", "8").reason == "numeric_mismatch"
+    assert quick_grade_math("[-2,7]", "[-2,7)").reason == "numeric_mismatch"
+    assert quick_grade_math("\\sqrt{8}", "2\\sqrt{2}") is None  # only a symbolic check can tell
+
+
+def test_missing_answer_and_reference_are_incorrect_with_reason():
+    assert grade_math(None, "3").reason == "no_answer"
+    assert grade_math("  ", "3").reason == "no_answer"
+    assert grade_math("3", "").reason == "no_reference"
+    assert math_equal("0.5", "\\frac12") and not math_equal(None, "1")
+
+
+def test_unparseable_answer_is_a_recorded_parse_error():
+    grade = grade_math("\\frac{", "\\sqrt{2}")
+    assert not grade.correct and grade.reason == "parse_error"
+
+
+def test_huge_expression_is_refused_not_evaluated():
+    grade = grade_math("2^{2^{100}}", "5", timeout_s=1)
+    assert not grade.correct and grade.reason == "grader_error" and "too large" in grade.detail
+
+
+def test_pool_kills_an_overrunning_check_and_grades_the_rest():
+    pairs = [("9^{9^{9}}", "7"), ("\\sqrt{8}", "2\\sqrt{2}"), ("4", "4"), ("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}")]
+    grades = grade_math_many(pairs, timeout_s=2.0, num_workers=2)
+    assert [g.reason for g in grades] == ["timeout", "symbolic_equal", "string_match", "not_equal"]
+    assert [g.correct for g in grades] == [False, True, True, False]
+
+
+def test_pool_results_match_in_process_grading():
+    pairs = EQUIVALENT[:12] + NOT_EQUIVALENT[:6] + [("\\frac{\\sqrt{5}+1}{2}", "\\frac{1+\\sqrt{5}}{2}")]
+    assert [g.correct for g in grade_math_many(pairs, num_workers=2)] == [grade_math(p, g).correct for p, g in pairs]
+
+
+# ---- voting keys (methods rely on these) --------------------------------------------------------------
+
+def test_math_votes_group_equal_numbers():
+    assert answer_key("0.5", "math") == answer_key("\\frac{1}{2}", "math") == answer_key("1/2", "math")
+    assert answer_key("1,000", "math") == answer_key("1000.0", "math") == "1000"
+    assert majority_vote(["\\frac{1}{2}", "3", "0.5"], "math") == "\\frac{1}{2}"
+    assert vote_counts(["0.5", "1/2", "x = 3", "3", None], "math") == {"1/2": 2, "3": 2}
+    assert majority_vote(["A", "b", "B"], "multiple_choice") == "b"
+    assert majority_vote([None, ""], "math") is None
+
+
+def test_majority_vote_breaks_ties_by_first_seen():
+    assert majority_vote(["7", "8", "8", "7"], "math") == "7"
+
+
+# ---- multiple choice ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("The answer is (B).", "B"),
+    ("the answer is c.", "C"),
+    ("Answer: D", "D"),
+    ("**Answer:** A", "A"),
+    ("The correct answer is: (c) Vitamin C", "C"),
+    ("I think option B is the best fit.", "B"),
+    ("After reviewing, choice (d) is right.", "D"),
+    ("Therefore, \\boxed{C}", "C"),
+    ("\\boxed{\\text{B}}", "B"),
+    ("B) Paracetamol", "B"),
+    ("Let's check (A) and (B). The answer is (D).", "D"),
+    ("C is the correct option here", "C"),
+    ("So, B.", "B"),
+    ("A", "A"),
+    ("First I thought A. But the answer is B because of the liver.", "B"),
+])
+def test_extract_choice_letter(text, expected):
+    assert extract_choice_letter(text) == expected
+
+
+def test_choice_letter_does_not_read_articles_as_answers():
+    assert extract_choice_letter("the answer is a vitamin deficiency") is None
+    assert extract_choice_letter("A patient presents with fever and a rash.") is None
+
+
+def test_choice_letter_from_option_text_when_choices_given():
+    choices = ["Aspirin", "Paracetamol", "Ibuprofen", "Morphine"]
+    assert extract_choice_letter("The answer is Paracetamol.", choices=choices) == "B"
+    assert extract_choice_letter("The answer is Paracetamol.") is None
+
+
+def test_choice_letter_respects_number_of_choices():
+    assert extract_choice_letter("The answer is (E).", num_choices=4) is None
+    assert extract_choice_letter("The answer is (E).", num_choices=5) == "E"
+    assert extract_answer("Answer: (b)", "multiple_choice") == "B"
+
+
+def test_grade_choice():
+    assert grade_choice("b", "B").correct
+    assert not grade_choice("A", "B").correct and grade_choice("A", "B").reason == "not_equal"
+    assert grade_choice(None, "B").reason == "no_answer"
+
+
+# ---- short answer: the official SQuAD definitions ---------------------------------------------------------
+
+def test_normalize_text_is_squad_normalisation():
+    assert normalize_text("The  Eiffel Tower!") == "eiffel tower"
+    assert normalize_text("An apple, a pear & the plum.") == "apple pear plum"
+    assert normalize_text("Theatre") == "theatre"  # articles only as whole words
+
+
+def test_exact_match_squad():
+    assert exact_match("the Eiffel tower.", "Eiffel Tower") == 1.0
+    assert exact_match("Eiffel", "Eiffel Tower") == 0.0
+    assert exact_match("Paris", ["London", "paris"]) == 1.0
+
+
+def test_token_f1_squad():
+    # pred tokens: [eiffel, tower, in, paris]; gold: [eiffel, tower] -> P = 1/2, R = 1, F1 = 2/3
+    assert token_f1("the Eiffel Tower in Paris", "Eiffel Tower") == pytest.approx(2 / 3)
+    # pred tokens: [eiffel, tower, paris] -> P = 2/3, R = 1, F1 = 0.8
+    assert token_f1("The Eiffel Tower, Paris", "Eiffel Tower") == pytest.approx(0.8)
+    assert token_f1("Paris", "London") == 0.0
+    assert token_f1("x y y", "y y z") == pytest.approx(2 / 3)  # Counter intersection counts repeats
+    assert token_f1("", "") == 1.0 and token_f1("", "x") == 0.0  # SQuAD 2.0 rule for empty answers
+    assert token_f1("new york city", ["york", "New York City"]) == 1.0  # best over references
+
+
+def test_extract_short_answer():
+    assert extract_short_answer("Reasoning...\nAnswer: Paris") == "Paris"
+    assert extract_short_answer("The final answer is **Marie Curie**") == "Marie Curie"
+    assert extract_short_answer("\\boxed{\\text{1912}}") == "1912"
+    assert extract_short_answer("just text") == "just text"
+    with pytest.raises(ValueError):
+        extract_answer("x", "essay")
