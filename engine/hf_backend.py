@@ -1,0 +1,329 @@
+"""The `hf` backend: transformers `generate` behind a micro-batcher, on CPU or GPU.
+
+Concurrent `chat` calls are queued; one batcher task gathers what is pending, groups requests whose
+generation settings match, and runs each group as one left-padded `generate` in a worker thread, so
+requests keep queuing while a batch runs. Many concurrent calls therefore cost about one padded batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.args import EngineArgs
+from engine.base import ChatResult, Engine, EngineError, Message, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+# Requests in one generate() call must share these settings; the per-request seed is not part of it
+# because a batch draws from one random stream (the engine's, seeded from --seed).
+BatchKey = tuple[float, float, int, tuple[str, ...]]
+
+
+@dataclass
+class _Request:
+    messages: list[Message]
+    params: SamplingParams
+    future: asyncio.Future
+    key: BatchKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        stop = tuple(self.params.stop or ())
+        if self.params.greedy:
+            self.key = (0.0, 1.0, self.params.max_tokens, stop)
+        else:
+            self.key = (self.params.temperature, self.params.top_p, self.params.max_tokens, stop)
+
+    @property
+    def rows(self) -> int:
+        """Sequences this request adds to a batch: greedy choices are identical, so one row serves all n."""
+        return 1 if self.params.greedy else self.params.n
+
+
+class HFEngine(Engine):
+    """transformers backend with micro-batching of concurrent requests into left-padded batches."""
+
+    backend_name = "hf"
+
+    def __init__(self, model_name: str, args: EngineArgs):
+        super().__init__(model_name, args.sampling_defaults())
+        self.args = args
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device: Any = None
+        # Rows of each generate() call, in order: lets tests and the benchmark see the batching.
+        self.batch_sizes: list[int] = []
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._batcher: asyncio.Task | None = None
+        self._start_lock = asyncio.Lock()
+        self._rng_state: dict[str, Any] | None = None
+        self._eos_ids: frozenset[int] = frozenset()
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self.model is not None:
+                return
+            await asyncio.to_thread(self._load)
+            self._queue = asyncio.Queue()
+            self._batcher = asyncio.create_task(self._batch_loop(), name="hf-batcher")
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = torch.device(_resolve_device(self.args.device))
+        dtype = _resolve_dtype(self.args.dtype)
+        extra = {"trust_remote_code": True} if self.args.trust_remote_code else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name, **extra)
+            model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype, **extra)
+        except (OSError, ValueError, KeyError) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise EngineError(f"--model_name {self.model_name!r}: cannot load it with the hf backend ({detail})") from None
+        if not getattr(tokenizer, "chat_template", None):
+            raise EngineError(f"--model_name {self.model_name!r}: its tokenizer has no chat template")
+        # Left padding keeps every prompt's last token at the end, where generation continues.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.model = model.to(self.device).eval()
+        self._eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        self._rng_state = {"cpu": generator.get_state()}
+        logger.info("hf engine: %s on %s (%s)", self.model_name, self.device, model.dtype)
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batcher
+            self._batcher = None
+        if self._queue is not None:
+            while not self._queue.empty():
+                _fail(self._queue.get_nowait(), EngineError("the hf engine was closed before this request ran"))
+            self._queue = None
+        if self.model is not None:
+            device = self.device
+            self.model = None
+            self.tokenizer = None
+            if device is not None and device.type == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+
+    async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
+        if self.model is None:
+            await self.start()
+        assert self._queue is not None
+        request = _Request(messages, params, asyncio.get_running_loop().create_future())
+        await self._queue.put(request)
+        return await request.future
+
+    async def _batch_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        pending: collections.deque[_Request] = collections.deque()
+        wait_s = max(self.args.batch_wait_ms, 0.0) / 1000.0
+        max_rows = max(self.args.max_batch_size, 1)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not pending:
+                    pending.append(await queue.get())
+                    # A short wait lets the calls issued in the same burst join this batch.
+                    deadline = loop.time() + wait_s
+                    while sum(r.rows for r in pending) < max_rows:
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            break
+                        try:
+                            pending.append(await asyncio.wait_for(queue.get(), remaining))
+                        except TimeoutError:
+                            break
+                while not queue.empty():
+                    pending.append(queue.get_nowait())
+                batch = _take_batch(pending, max_rows)
+                batch = [r for r in batch if not r.future.done()]  # callers that gave up
+                if batch:
+                    await self._run_batch(batch)
+        except asyncio.CancelledError:
+            for request in pending:
+                _fail(request, EngineError("the hf engine was closed before this request ran"))
+            raise
+        except BaseException as exc:  # a bug in the batcher must not leave callers waiting forever
+            for request in pending:
+                _fail(request, exc)
+            while not queue.empty():
+                _fail(queue.get_nowait(), exc)
+            raise
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        try:
+            results = await asyncio.to_thread(self._generate, batch)
+        except asyncio.CancelledError:  # close() during a batch: its callers must not wait forever
+            for request in batch:
+                _fail(request, EngineError("the hf engine was closed while this request ran"))
+            raise
+        except Exception as exc:
+            logger.debug("hf batch of %d failed", len(batch), exc_info=True)
+            for request in batch:
+                _fail(request, exc)
+            return
+        for request, result in zip(batch, results):
+            if not request.future.done():
+                request.future.set_result(result)
+
+    def _generate(self, batch: list[_Request]) -> list[ChatResult]:
+        """Run one padded generate() for requests that share a BatchKey (called in a worker thread)."""
+        import torch
+
+        params = batch[0].params
+        tokenizer, model = self.tokenizer, self.model
+        prompts: list[str] = []
+        for request in batch:
+            prompt = tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+            prompts.extend([prompt] * request.rows)
+        # The chat template already wrote any BOS token, so the tokenizer must not add another.
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        stop = list(params.stop or ())
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": list(self._eos_ids),
+        }
+        if params.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=tokenizer)
+        self.batch_sizes.append(len(prompts))
+        with torch.inference_mode(), self._random_stream(sampled=not params.greedy):
+            output = model.generate(**encoded, **kwargs)
+        generated = output[:, encoded["input_ids"].shape[1]:].tolist()
+
+        results: list[ChatResult] = []
+        row = 0
+        for request in batch:
+            texts, reasons, completion = [], [], 0
+            for ids in generated[row: row + request.rows]:
+                text, reason, num_tokens = self._finish(ids, stop, params.max_tokens)
+                texts.append(text)
+                reasons.append(reason)
+                completion += num_tokens
+            if request.rows < request.params.n:  # greedy: every choice is the same sequence
+                texts, reasons = texts * request.params.n, reasons * request.params.n
+                completion *= request.params.n
+            results.append(ChatResult(texts=texts, prompt_tokens=int(prompt_lengths[row]),
+                                      completion_tokens=completion, finish_reasons=reasons))
+            row += request.rows
+        return results
+
+    def _finish(self, ids: list[int], stop: list[str], max_tokens: int) -> tuple[str, str, int]:
+        """Text, finish reason and completion token count of one generated row (padding excluded)."""
+        decode = self.tokenizer.decode
+        end = next((i + 1 for i, token in enumerate(ids) if token in self._eos_ids), None)
+        reason = "stop"
+        if end is None:
+            # A row that stopped on a stop string is padded to the batch's length afterwards.
+            end = len(ids)
+            while end > 0 and ids[end - 1] == self.tokenizer.pad_token_id:
+                end -= 1
+            reason = "length" if end >= max_tokens else "stop"
+        text = decode(ids[:end], skip_special_tokens=True)
+        if stop and _find_stop(text, stop) >= 0:
+            # Count the tokens up to the one that completed the stop string: the padding after it may
+            # be the EOS token itself, and without generate's stop support the row ran on past it.
+            low, high = 1, end
+            while low < high:
+                mid = (low + high) // 2
+                if _find_stop(decode(ids[:mid], skip_special_tokens=True), stop) >= 0:
+                    high = mid
+                else:
+                    low = mid + 1
+            end = low
+            text, reason = text[:_find_stop(text, stop)], "stop"
+        return text, reason, end
+
+    @contextlib.contextmanager
+    def _random_stream(self, sampled: bool) -> Iterator[None]:
+        """Draw samples from the engine's own stream (seeded by --seed), leaving torch's global RNG alone."""
+        if not sampled:
+            yield
+            return
+        import torch
+
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            assert self._rng_state is not None
+            torch.set_rng_state(self._rng_state["cpu"])
+            if cuda:
+                if "cuda" in self._rng_state:
+                    torch.cuda.set_rng_state(self._rng_state["cuda"], cuda[0])
+                else:
+                    torch.cuda.manual_seed(self.args.seed)
+            yield
+            self._rng_state = {"cpu": torch.get_rng_state()}
+            if cuda:
+                self._rng_state["cuda"] = torch.cuda.get_rng_state(cuda[0])
+
+
+def _take_batch(pending: collections.deque[_Request], max_rows: int) -> list[_Request]:
+    """The oldest request and the following ones with its settings, up to `max_rows` rows."""
+    key = pending[0].key
+    batch: list[_Request] = []
+    rows = 0
+    keep: list[_Request] = []
+    while pending:
+        request = pending.popleft()
+        if request.key == key and (not batch or rows + request.rows <= max_rows):
+            batch.append(request)
+            rows += request.rows
+        else:
+            keep.append(request)
+    pending.extend(keep)
+    return batch
+
+
+def _find_stop(text: str, stop: list[str]) -> int:
+    """Index of the earliest stop string in `text`, or -1."""
+    return min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+
+
+def _fail(request: _Request, exc: BaseException) -> None:
+    if not request.future.done():
+        request.future.set_exception(exc)
+
+
+def _eos_ids(*candidates: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        ids.update(candidate if isinstance(candidate, (list, tuple)) else [candidate])
+    return frozenset(int(i) for i in ids)
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _resolve_dtype(dtype: str) -> Any:
+    if dtype == "auto":
+        return "auto"
+    import torch
+
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise EngineError(f"--dtype {dtype!r} is not a torch dtype; use auto, float32, bfloat16 or float16")
+    return value
