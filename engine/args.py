@@ -23,7 +23,7 @@ class EngineArgs:
     device: str = "auto"
     trust_remote_code: bool = False
     # hf
-    max_batch_size: int = 64
+    max_batch_size: int | None = None  # None: 256 on GPU, 64 on CPU
     batch_wait_ms: float = 5.0
     # vllm
     tensor_parallel_size: int = 1
@@ -72,7 +72,7 @@ def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--trust_remote_code", action="store_true",
                    help="allow model repos to run their own code (off unless you pass it)")
     g.add_argument("--max_batch_size", type=int, default=d.max_batch_size,
-                   help="hf backend: most requests per padded batch")
+                   help="hf backend: most sequences per padded batch (default: 256 on GPU, 64 on CPU)")
     g.add_argument("--batch_wait_ms", type=float, default=d.batch_wait_ms,
                    help="hf backend: how long the batcher waits for more requests before a batch starts")
     g.add_argument("--tensor_parallel_size", type=int, default=d.tensor_parallel_size,

@@ -97,6 +97,13 @@ class HFEngine(Engine):
         self._rng_state = {"cpu": generator.get_state()}
         logger.info("hf engine: %s on %s (%s)", self.model_name, self.device, model.dtype)
 
+    @property
+    def max_batch_size(self) -> int:
+        """Sequences per generate(): a GPU wants big batches; on CPU bigger padded batches stop paying off."""
+        if self.args.max_batch_size:
+            return self.args.max_batch_size
+        return 256 if self.device is not None and self.device.type == "cuda" else 64
+
     async def close(self) -> None:
         if self._batcher is not None:
             self._batcher.cancel()
@@ -129,7 +136,7 @@ class HFEngine(Engine):
         queue = self._queue
         pending: collections.deque[_Request] = collections.deque()
         wait_s = max(self.args.batch_wait_ms, 0.0) / 1000.0
-        max_rows = max(self.args.max_batch_size, 1)
+        max_rows = max(self.max_batch_size, 1)
         loop = asyncio.get_running_loop()
         try:
             while True:

@@ -35,11 +35,11 @@ timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_engine_hf.py tests/t
 
 echo "== bench: cot, 256 samples x 128 tokens"
 timeout 150 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name cot \
-  --num_samples 256 --num_sequential_samples 16 --model_max_tokens 128 --max_batch_size 256 2>&1 | tail -12 | tee "$OUT/bench_cot.txt"
+  --num_samples 256 --num_sequential_samples 16 --model_max_tokens 128 2>&1 | tail -12 | tee "$OUT/bench_cot.txt"
 
 echo "== bench: llm_debate, 64 samples x 64 tokens"
 timeout 150 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name llm_debate \
-  --num_samples 64 --num_sequential_samples 4 --model_max_tokens 64 --max_batch_size 256 2>&1 | tail -12 | tee "$OUT/bench_debate.txt"
+  --num_samples 64 --num_sequential_samples 4 --model_max_tokens 64 2>&1 | tail -12 | tee "$OUT/bench_debate.txt"
 
 echo "== inference.py llm_debate on CUDA"
 timeout 120 $PY inference.py --method_name llm_debate --test_dataset_name GSM8K --data_path data/samples/gsm8k.jsonl \
