@@ -169,8 +169,13 @@ async def bench(args: argparse.Namespace) -> list[Run]:
     engine_args = EngineArgs.from_namespace(args)
     async with build_engine(engine_args) as engine:
         method = method_cls(engine, config, task_type=task_type, seed=args.seed)
-        # Warm-up outside the clocks: first-call allocations, lazy kernels, connection setup.
-        await engine.chat([{"role": "user", "content": samples[0].query}], max_tokens=4)
+        # Warm-up outside the clocks: first-call allocations, lazy kernels, connection setup. On a GPU the
+        # caching allocator grows on the first batch of a new size (thousands of cudaMallocs for the
+        # growing KV cache), so the warm-up there is a full-size batch, or (a) would pay it alone.
+        warmup_rows = min(len(samples), 256) if _on_gpu(engine) else 1
+        warmup_tokens = engine.defaults.max_tokens if warmup_rows > 1 else 4
+        await engine.chat_many([[{"role": "user", "content": samples[0].query}]] * warmup_rows,
+                               max_tokens=warmup_tokens)
         batches_before = len(getattr(engine, "batch_sizes", []))
         concurrent, solutions = await run_concurrent(method, samples, args.max_concurrency)
         batch_sizes = getattr(engine, "batch_sizes", [])[batches_before:]
@@ -180,6 +185,11 @@ async def bench(args: argparse.Namespace) -> list[Run]:
     runs = [concurrent, sequential, flat]
     print_report(args, engine_args, runs, batch_sizes)
     return runs
+
+
+def _on_gpu(engine: Engine) -> bool:
+    device = getattr(engine, "device", None)
+    return getattr(device, "type", None) == "cuda"
 
 
 def print_report(args: argparse.Namespace, engine_args: EngineArgs, runs: list[Run], batch_sizes: list[int]) -> None:
