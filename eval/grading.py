@@ -142,11 +142,17 @@ def extract_short_answer(text: str) -> str | None:
     return text.strip()
 
 
-def extract_answer(text: str, task_type: str, num_choices: int = 4) -> str | None:
-    """Dispatch to the extractor of `task_type` ("math", "multiple_choice" or "short_answer")."""
+def extract_answer(text: str, task_type: str, num_choices: int = 4, *,
+                   choices: Sequence[str] | None = None) -> str | None:
+    """Dispatch to the extractor of `task_type` ("math", "multiple_choice" or "short_answer").
+
+    With `choices` (the options' texts), a multiple-choice answer given as an option's text maps to its letter.
+    """
     if task_type == "math":
         return extract_math_answer(text)
     if task_type == "multiple_choice":
+        if choices:
+            return extract_choice_letter(text, len(choices), choices=list(choices))
         return extract_choice_letter(text, num_choices)
     if task_type == "short_answer":
         return extract_short_answer(text)

@@ -55,10 +55,15 @@ class Trajectory:
     A method makes one per `solve` call (the Method object is shared by concurrent samples).
     """
 
-    def __init__(self, llm: Engine, task_type: str):
+    def __init__(self, llm: Engine, task_type: str, choices: Sequence[str] | None = None):
         self.llm = llm
         self.task_type = task_type
+        self.choices = list(choices) if choices else None
         self.turns: list[Turn] = []
+
+    def extract(self, text: str) -> str | None:
+        """The answer stated in `text`, read as this sample's task type (and options, if any) demands."""
+        return extract_answer(text, self.task_type, choices=self.choices)
 
     def _reserve(self, agent: int, role: str, round: int, messages: Messages) -> Turn:
         # The slot is appended when the call is issued, so turns stay in call order even when
@@ -73,7 +78,7 @@ class Trajectory:
         turn.prompt_tokens = result.prompt_tokens
         turn.completion_tokens = result.completion_tokens
         if extract:
-            turn.answer = extract_answer(result.text, self.task_type)
+            turn.answer = self.extract(result.text)
         if len(result.texts) > 1:
             turn.extra["texts"] = list(result.texts)
         return turn
@@ -165,8 +170,9 @@ class Method:
         self.task_type = task_type
         self.seed = seed
 
-    def trajectory(self) -> Trajectory:
-        return Trajectory(self.llm, self.task_type)
+    def trajectory(self, sample: Sample | None = None) -> Trajectory:
+        """A recorder for one sample's calls; given the sample, answers are read against its options."""
+        return Trajectory(self.llm, self.task_type, choices=sample.choices if sample else None)
 
     async def solve(self, sample: Sample) -> Solution:  # pragma: no cover - contract
         raise NotImplementedError

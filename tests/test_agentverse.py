@@ -162,20 +162,3 @@ def test_bad_config_is_one_line_error(values, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         AgentVerseConfig.from_dict(values, source="agentverse.yaml")
     assert "\n" not in str(err.value)
-
-
-async def test_smoke_on_tiny_model(request):
-    hf_backend = pytest.importorskip("engine.hf_backend", reason="engine/hf_backend.py not written yet")
-    from engine.args import EngineArgs
-
-    tiny_model_path = request.getfixturevalue("tiny_model_path")  # built only when the backend exists
-    engine = hf_backend.HFEngine(tiny_model_path, EngineArgs(model_max_tokens=16))
-    await engine.start()
-    try:
-        method = AgentVerse(engine, AgentVerseConfig(cnt_agents=2, max_turn=1, max_criticizing_rounds=1))
-        solution = await method.solve(SAMPLE)
-    finally:
-        await engine.close()
-    assert len(solution.trajectory) == engine.total.num_llm_calls >= 4
-    assert solution.trajectory[0].role == "role_assigner" and solution.trajectory[-1].role == "evaluator"
-    assert all(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in solution.trajectory)

@@ -179,22 +179,3 @@ def test_bad_config_is_one_line_error(values, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         DyLANConfig.from_dict(values, source="dylan.yaml")
     assert "\n" not in str(err.value)
-
-
-async def test_smoke_on_tiny_model(request):
-    hf_backend = pytest.importorskip("engine.hf_backend", reason="engine/hf_backend.py not written yet")
-    from engine.args import EngineArgs
-
-    tiny_model_path = request.getfixturevalue("tiny_model_path")  # built only when the backend exists
-
-    engine = hf_backend.HFEngine(tiny_model_path, EngineArgs(model_max_tokens=16))
-    await engine.start()
-    try:
-        method = DyLAN(engine, DyLANConfig(num_agents=3, num_rounds=3, roles=["Assistant"] * 3), task_type="math")
-        solution = await method.solve(SAMPLE)
-    finally:
-        await engine.close()
-    assert len(solution.trajectory) == engine.total.num_llm_calls >= 3
-    assert all(isinstance(t.text, str) and t.prompt_tokens > 0 and t.completion_tokens > 0
-               for t in solution.trajectory)
-    assert len(solution.info["importance_scores"]) == 3

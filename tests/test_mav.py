@@ -137,20 +137,3 @@ def test_bad_config_is_one_line_error(values, message):
 def test_yaml_integer_temperature_and_null_are_read():
     assert MAVConfig.from_dict({"verifier_temperature": 0}).verifier_temperature == 0.0
     assert MAVConfig.from_dict({"verifier_temperature": None}).verifier_temperature is None
-
-
-async def test_smoke_on_tiny_model(request):
-    hf_backend = pytest.importorskip("engine.hf_backend", reason="engine/hf_backend.py not written yet")
-    from engine.args import EngineArgs
-
-    tiny_model_path = request.getfixturevalue("tiny_model_path")  # built only when the backend exists
-    engine = hf_backend.HFEngine(tiny_model_path, EngineArgs(model_max_tokens=16))
-    await engine.start()
-    try:
-        method = MAV(engine, MAVConfig(n_solutions=2, n_max_verifiers=1))
-        solution = await method.solve(SAMPLE)
-    finally:
-        await engine.close()
-    assert len(solution.trajectory) == engine.total.num_llm_calls == 2 + 2 * 1 * 2
-    assert all(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in solution.trajectory)
-    assert len(solution.info["scores"]) == 2

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.schema import Sample
-from eval.grading import extract_answer
 from methods.agentverse.prompts import (AGREE_TOKEN, GENERIC_EXPERTS, critic_prompt, evaluator_prompt,
                                         expert_system, recruiter_prompt, revision_prompt, solver_prompt)
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
@@ -77,7 +76,7 @@ class AgentVerse(Method):
 
     async def solve(self, sample: Sample) -> Solution:
         cfg = self.config
-        traj = self.trajectory()
+        traj = self.trajectory(sample)
         advice: str | None = None
         solution: Turn | None = None
         turns_info: list[dict[str, Any]] = []
@@ -121,12 +120,10 @@ class AgentVerse(Method):
         """The solver's solution after review; returns (final solution turn, review rounds run, all agreed)."""
         question = format_question(sample)
         question_with_instruction = task_prompt(sample, self.task_type)
-        num_choices = len(sample.choices) if sample.choices else 4
         solver_system = {"role": "system", "content": expert_system(experts[0])}
         user = solver_prompt(question_with_instruction, advice, previous.text if previous else None)
         solution = await traj.chat([solver_system, {"role": "user", "content": user}], agent=0, role="solver",
-                                   round=turn_index, extract=False)
-        solution.answer = extract_answer(solution.text, self.task_type, num_choices)
+                                   round=turn_index)
         solution.extra["critic_round"] = 0
         reviewers = experts[1:]
         if not reviewers:
@@ -145,7 +142,6 @@ class AgentVerse(Method):
                          if not review.extra["agree"]]
             user = revision_prompt(question_with_instruction, solution.text, critiques)
             solution = await traj.chat([solver_system, {"role": "user", "content": user}], agent=0,
-                                       role="solver", round=turn_index, extract=False)
-            solution.answer = extract_answer(solution.text, self.task_type, num_choices)
+                                       role="solver", round=turn_index)
             solution.extra["critic_round"] = critic_round + 1
         return solution, self.config.max_criticizing_rounds, False

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
-from eval.grading import extract_answer
 from methods.base import ConfigError, Method, MethodConfig, Solution
 from methods.cot.prompts import SYSTEM_PROMPTS
 from methods.task_prompts import task_prompt
@@ -33,9 +32,6 @@ class CoT(Method):
         if self.config.system_prompt is not None:
             messages.append({"role": "system", "content": SYSTEM_PROMPTS[self.config.system_prompt]})
         messages.append({"role": "user", "content": task_prompt(sample, self.task_type)})
-        traj = self.trajectory()
-        turn = await traj.chat(messages, agent=0, role="solver", round=0, extract=False,
-                               temperature=self.config.temperature)
-        num_choices = len(sample.choices) if sample.choices else 4
-        turn.answer = extract_answer(turn.text, self.task_type, num_choices)
+        traj = self.trajectory(sample)
+        turn = await traj.chat(messages, agent=0, role="solver", round=0, temperature=self.config.temperature)
         return Solution(response=turn.text, answer=turn.answer, trajectory=traj.turns)

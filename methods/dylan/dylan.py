@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from data.schema import Sample
-from eval.grading import answer_key, extract_answer, majority_vote
+from eval.grading import answer_key, majority_vote
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
 from methods.dylan.prompts import ROLE_SYSTEM_PROMPTS, ranker_prompt, update_prompt
 from methods.task_prompts import format_question, task_prompt
@@ -119,9 +119,8 @@ class DyLAN(Method):
     async def solve(self, sample: Sample) -> Solution:
         cfg = self.config
         rng = random.Random(f"dylan:{cfg.random_seed}:{self.seed}:{sample.id}")
-        num_choices = len(sample.choices) if sample.choices else 4
         question = task_prompt(sample, self.task_type)
-        traj = self.trajectory()
+        traj = self.trajectory(sample)
         rounds: list[list[Turn]] = []
         rankings: list[dict] = []
         consensus: str | None = None
@@ -143,7 +142,7 @@ class DyLAN(Method):
                                          round=round_index, extract=False,
                                          seeds=[self.seed + round_index * cfg.num_agents + a for a in active])
             for turn, shown_agents in zip(turns, shown):
-                turn.answer = extract_answer(strip_scores(turn.text), self.task_type, num_choices)
+                turn.answer = traj.extract(strip_scores(turn.text))
                 if shown_agents:
                     scores = parse_scores(turn.text, len(shown_agents))
                     turn.extra.update(shown_agents=shown_agents, scores_parsed=scores is not None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
-from eval.grading import extract_answer, majority_vote, vote_counts
+from eval.grading import majority_vote, vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
 from methods.llm_debate.prompts import AGGREGATOR_PROMPT, DEBATE_ROUND_PROMPT, PEER, REFLECTION_PROMPT
 from methods.self_consistency.self_consistency import response_for_answer
@@ -35,9 +35,8 @@ class LLMDebate(Method):
 
     async def solve(self, sample: Sample) -> Solution:
         num_agents, num_rounds = self.config.num_agents, self.config.num_rounds
-        num_choices = len(sample.choices) if sample.choices else 4
         instruction = answer_instruction(self.task_type)
-        traj = self.trajectory()
+        traj = self.trajectory(sample)
         # One growing conversation per agent: its own earlier answers stay in its context.
         conversations = [[{"role": "user", "content": task_prompt(sample, self.task_type)}]
                          for _ in range(num_agents)]
@@ -50,12 +49,11 @@ class LLMDebate(Method):
                     conversations[agent].append({"role": "user",
                                                  "content": _update_prompt(latest, agent, instruction)})
             latest = await traj.chat_many(
-                conversations, agents=agents, role="debater", round=round_index, extract=False,
+                conversations, agents=agents, role="debater", round=round_index,
                 temperature=self.config.temperature,
                 # Round 0 prompts are identical: distinct seeds keep seeded backends from cloning answers.
                 seeds=[self.seed + agent for agent in agents])
             for agent, turn in zip(agents, latest):
-                turn.answer = extract_answer(turn.text, self.task_type, num_choices)
                 conversations[agent].append({"role": "assistant", "content": turn.text})
             round_answers.append([turn.answer for turn in latest])
 
@@ -66,20 +64,19 @@ class LLMDebate(Method):
         response, answer = response_for_answer(latest, voted, self.task_type), voted
 
         if self.config.use_aggregator:
-            aggregator = await self._aggregate(traj, sample, latest, num_choices)
+            aggregator = await self._aggregate(traj, sample, latest)
             # An aggregator that states no answer should not erase a valid vote.
             if aggregator.answer is not None:
                 response, answer = aggregator.text, aggregator.answer
                 info["answer_source"] = "aggregator"
         return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
 
-    async def _aggregate(self, traj: Trajectory, sample: Sample, finals: list[Turn], num_choices: int) -> Turn:
+    async def _aggregate(self, traj: Trajectory, sample: Sample, finals: list[Turn]) -> Turn:
         candidates = "\n\n".join(PEER.format(agent=turn.agent + 1, text=turn.text.strip()) for turn in finals)
         prompt = AGGREGATOR_PROMPT.format(question=format_question(sample), candidates=candidates,
                                           answer_instruction=answer_instruction(self.task_type))
         turn = await traj.chat([{"role": "user", "content": prompt}], agent=self.config.num_agents,
-                               role="aggregator", round=self.config.num_rounds, extract=False)
-        turn.answer = extract_answer(turn.text, self.task_type, num_choices)
+                               role="aggregator", round=self.config.num_rounds)
         return turn
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from data.schema import Sample
-from eval.grading import answer_key, extract_answer, majority_vote
+from eval.grading import answer_key, majority_vote
 from methods.base import ConfigError, Method, MethodConfig, Solution, Turn
 from methods.mav.prompts import VERDICT_PROMPT, VERDICT_TAG, VERIFIERS, analysis_prompt
 from methods.task_prompts import format_question, task_prompt
@@ -65,15 +65,12 @@ class MAV(Method):
 
     async def solve(self, sample: Sample) -> Solution:
         cfg = self.config
-        num_choices = len(sample.choices) if sample.choices else 4
-        traj = self.trajectory()
+        traj = self.trajectory(sample)
         prompt = [{"role": "user", "content": task_prompt(sample, self.task_type)}]
         # Identical prompts: distinct seeds, or a seeded backend would return the same candidate n times.
         solutions = await traj.chat_many([prompt] * cfg.n_solutions, agents=range(cfg.n_solutions),
-                                         role="solver", round=0, extract=False,
+                                         role="solver", round=0,
                                          seeds=[self.seed + i for i in range(cfg.n_solutions)])
-        for turn in solutions:
-            turn.answer = extract_answer(turn.text, self.task_type, num_choices)
 
         names = self.draw_verifiers(sample)
         pairs = [(v, s) for v in range(len(names)) for s in range(cfg.n_solutions)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
-from eval.grading import answer_key, extract_answer, majority_vote, vote_counts
+from eval.grading import answer_key, majority_vote, vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
 from methods.self_consistency.prompts import AGGREGATOR_PROMPT, CANDIDATE
 from methods.task_prompts import answer_instruction, format_question, task_prompt
@@ -30,16 +30,13 @@ class SelfConsistency(Method):
 
     async def solve(self, sample: Sample) -> Solution:
         num_samples = self.config.parallel_num
-        num_choices = len(sample.choices) if sample.choices else 4
-        traj = self.trajectory()
+        traj = self.trajectory(sample)
         messages = [{"role": "user", "content": task_prompt(sample, self.task_type)}]
         # Separate calls rather than n>1, so each sample is its own recorded turn; distinct seeds,
         # or a seeded backend would return the same sample every time.
         solvers = await traj.chat_many([messages] * num_samples, agents=range(num_samples), role="solver",
-                                       round=0, extract=False, temperature=self.config.temperature,
+                                       round=0, temperature=self.config.temperature,
                                        seeds=[self.seed + agent for agent in range(num_samples)])
-        for turn in solvers:
-            turn.answer = extract_answer(turn.text, self.task_type, num_choices)
         answers = [turn.answer for turn in solvers]
         voted = majority_vote(answers, self.task_type)
         info = {"answers": answers, "vote_counts": vote_counts(answers, self.task_type), "vote_answer": voted,
@@ -48,21 +45,20 @@ class SelfConsistency(Method):
         answer = voted
 
         if self.config.use_aggregator:
-            aggregator = await self._aggregate(traj, sample, solvers, num_choices)
+            aggregator = await self._aggregate(traj, sample, solvers)
             # An aggregator that states no answer should not erase a valid vote.
             if aggregator.answer is not None:
                 response, answer = aggregator.text, aggregator.answer
                 info["answer_source"] = "aggregator"
         return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
 
-    async def _aggregate(self, traj: Trajectory, sample: Sample, solvers: list[Turn], num_choices: int) -> Turn:
+    async def _aggregate(self, traj: Trajectory, sample: Sample, solvers: list[Turn]) -> Turn:
         candidates = "\n\n".join(CANDIDATE.format(number=i + 1, text=turn.text.strip())
                                  for i, turn in enumerate(solvers))
         prompt = AGGREGATOR_PROMPT.format(question=format_question(sample), candidates=candidates,
                                           answer_instruction=answer_instruction(self.task_type))
         turn = await traj.chat([{"role": "user", "content": prompt}], agent=len(solvers), role="aggregator",
-                               round=1, extract=False)
-        turn.answer = extract_answer(turn.text, self.task_type, num_choices)
+                               round=1)
         return turn
 
 
