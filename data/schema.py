@@ -24,7 +24,7 @@ class Sample:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Sample":
+    def from_dict(cls, d: dict[str, Any]) -> Sample:
         return cls(
             id=str(d["id"]), query=d["query"], gt=str(d.get("gt", "")), source=d.get("source", ""),
             choices=d.get("choices"), context=d.get("context"), meta=dict(d.get("meta") or {}),

@@ -37,7 +37,7 @@ class EngineArgs:
     max_retries: int = 5
 
     @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> "EngineArgs":
+    def from_namespace(cls, ns: argparse.Namespace) -> EngineArgs:
         values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
         if getattr(ns, "use_vllm", False):
             values["backend"] = "vllm"
@@ -78,10 +78,12 @@ def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--tensor_parallel_size", type=int, default=d.tensor_parallel_size,
                    help="vllm backend: GPUs per model")
     g.add_argument("--gpu_memory_utilization", type=float, default=d.gpu_memory_utilization,
-                   help="vllm backend: fraction of GPU memory vLLM may take (ignored on CPU: set VLLM_CPU_KVCACHE_SPACE in GiB)")
+                   help="vllm backend: fraction of GPU memory vLLM may take "
+                        "(ignored on CPU: set VLLM_CPU_KVCACHE_SPACE in GiB)")
     g.add_argument("--max_model_len", type=int, default=d.max_model_len,
                    help="vllm backend: context length limit (default: the model's)")
-    g.add_argument("--enforce_eager", action="store_true", help="vllm backend: disable CUDA graphs / compilation (halves engine start on CPU)")
+    g.add_argument("--enforce_eager", action="store_true",
+                   help="vllm backend: disable CUDA graphs / compilation (halves engine start on CPU)")
     g.add_argument("--model_api_config", default=d.model_api_config,
                    help="openai backend: YAML list of {model_name, base_url, api_key_env} endpoints")
     g.add_argument("--max_concurrency", type=int, default=d.max_concurrency,

@@ -4,8 +4,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 Message = dict[str, str]
 Messages = Sequence[Message]
@@ -26,7 +27,7 @@ class SamplingParams:
     stop: tuple[str, ...] | None = None
     seed: int | None = None
 
-    def merged(self, **overrides: Any) -> "SamplingParams":
+    def merged(self, **overrides: Any) -> SamplingParams:
         """A copy with every override that is not None applied (0 and 0.0 are kept, not dropped)."""
         unknown = set(overrides) - set(self.__dataclass_fields__)
         if unknown:
@@ -123,7 +124,7 @@ class Engine(ABC):
     async def close(self) -> None:
         """Release the model, worker threads or HTTP sessions."""
 
-    async def __aenter__(self) -> "Engine":
+    async def __aenter__(self) -> Engine:
         await self.start()
         return self
 

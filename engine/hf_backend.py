@@ -83,7 +83,8 @@ class HFEngine(Engine):
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=dtype, **extra)
         except (OSError, ValueError, KeyError) as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise EngineError(f"--model_name {self.model_name!r}: cannot load it with the hf backend ({detail})") from None
+            raise EngineError(f"--model_name {self.model_name!r}: "
+                              f"cannot load it with the hf backend ({detail})") from None
         if not getattr(tokenizer, "chat_template", None):
             raise EngineError(f"--model_name {self.model_name!r}: its tokenizer has no chat template")
         # Left padding keeps every prompt's last token at the end, where generation continues.

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from engine.base import ChatResult, Engine, Message, SamplingParams
 

@@ -116,7 +116,8 @@ class VLLMEngine(Engine):
             from vllm.v1.engine.exceptions import EngineDeadError
         except ImportError as exc:
             if exc.name == "vllm":
-                raise EngineError(f"--backend vllm needs the vllm package; install it with `{_install_hint()}`") from None
+                raise EngineError("--backend vllm needs the vllm package; "
+                                  f"install it with `{_install_hint()}`") from None
             raise EngineError(f"--backend vllm: vllm failed to import ({_first_line(exc)}); "
                               f"reinstall it with `{_install_hint()}`") from None
         except RuntimeError as exc:
@@ -142,7 +143,8 @@ class VLLMEngine(Engine):
             except EngineError:
                 raise
             except (OSError, ValueError) as exc:
-                raise EngineError(f"--model_name {self.model_name!r}: vLLM could not load it ({_first_line(exc)})") from None
+                raise EngineError(f"--model_name {self.model_name!r}: "
+                                  f"vLLM could not load it ({_first_line(exc)})") from None
             except RuntimeError as exc:
                 # Engine-core start failures (too little memory, a bad kernel) are detailed in vLLM's log.
                 raise EngineError(f"--model_name {self.model_name!r}: vLLM could not start it "

@@ -57,11 +57,15 @@ def score_math_records(records: Sequence[InferenceRecord], timeout_s: float = 5.
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.math_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input_file", required=True, help="an inference file, results/<dataset>/<model>/<method>_infer.jsonl")
-    parser.add_argument("--dataset_name", default=None, help="dataset name, recorded in the metrics (must be a math dataset)")
-    parser.add_argument("--output_dir", default=None, help="where the scores and metrics go (default: next to the input)")
+    parser.add_argument("--input_file", required=True,
+                        help="an inference file, results/<dataset>/<model>/<method>_infer.jsonl")
+    parser.add_argument("--dataset_name", default=None,
+                        help="dataset name, recorded in the metrics (must be a math dataset)")
+    parser.add_argument("--output_dir", default=None,
+                        help="where the scores and metrics go (default: next to the input)")
     parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds allowed for one symbolic check; an overrun scores the item incorrect (reason: timeout)")
+                        help="seconds allowed for one symbolic check; "
+                             "an overrun scores the item incorrect (reason: timeout)")
     parser.add_argument("--num_workers", type=int, default=None,
                         help="processes for symbolic checks (default: the number of CPU cores)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")

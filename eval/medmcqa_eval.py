@@ -96,9 +96,12 @@ def accuracy_by_subject(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, f
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.medmcqa_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input_file", required=True, help="an inference file, results/<dataset>/<model>/<method>_infer.jsonl")
-    parser.add_argument("--dataset_name", default="MedMCQA", help="dataset name, recorded in the metrics (a multiple-choice dataset)")
-    parser.add_argument("--output_dir", default=None, help="where the scores and metrics go (default: next to the input)")
+    parser.add_argument("--input_file", required=True,
+                        help="an inference file, results/<dataset>/<model>/<method>_infer.jsonl")
+    parser.add_argument("--dataset_name", default="MedMCQA",
+                        help="dataset name, recorded in the metrics (a multiple-choice dataset)")
+    parser.add_argument("--output_dir", default=None,
+                        help="where the scores and metrics go (default: next to the input)")
     return parser
 
 

@@ -275,7 +275,8 @@ def build_report(results_dir: Path, out_dir: Path, timeout_s: float = 5.0,
     write_csv(runs, out_dir / "report.csv")
     intro = (f"Runs found under `{results_dir}`. Scores are percentages with 95% bootstrap confidence "
              "intervals; costs are means per question over all LLM calls of the method.")
-    parts = ["# AgentArk results", "", intro, "", markdown_table(runs), "", "![score vs tokens per question](accuracy_vs_tokens.png)", "",
+    parts = ["# AgentArk results", "", intro, "", markdown_table(runs), "",
+             "![score vs tokens per question](accuracy_vs_tokens.png)", "",
              "![score per method and dataset](accuracy_by_method.png)", ""]
     if skipped:
         parts += ["## Skipped files", "", *[f"- {s}" for s in skipped], ""]
@@ -285,7 +286,8 @@ def build_report(results_dir: Path, out_dir: Path, timeout_s: float = 5.0,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results_dir", default="results", help="folder of <dataset>/<model>/<method>_infer.jsonl runs")
+    parser.add_argument("--results_dir", default="results",
+                        help="folder of <dataset>/<model>/<method>_infer.jsonl runs")
     parser.add_argument("--out", default="reports", help="folder for report.md, report.csv and the PNG plots")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic math check")
     parser.add_argument("--num_workers", type=int, default=None, help="processes for symbolic math checks")

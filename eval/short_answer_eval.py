@@ -71,7 +71,8 @@ def score_short_answer_records(records: Sequence[InferenceRecord], bertscore_mod
     for i, record in enumerate(records):
         mine = [k for k, owner in enumerate(owners) if owner == i]
         row: dict[str, Any] = {"id": record.data["id"], "gt": refs[i][0], "prediction": predictions[i],
-                               "exact_match": exact_match(predictions[i], refs[i]), "f1": token_f1(predictions[i], refs[i])}
+                               "exact_match": exact_match(predictions[i], refs[i]),
+                               "f1": token_f1(predictions[i], refs[i])}
         for name in ROUGE_TYPES:
             row[name] = max(rouge[k][name] for k in mine)
         if bert is not None:
@@ -202,16 +203,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--input_file", default=None, help="score this inference file (input-file mode)")
     parser.add_argument("--model_name_or_path", default=None, help="generate with this model, then score (model mode)")
-    parser.add_argument("--dataset_name", default=None, help="a short-answer dataset (QMSum, QASPER, HotpotQA); required in model mode")
-    parser.add_argument("--split", default=None, help="model mode: dataset split (default: the dataset's evaluation split)")
-    parser.add_argument("--data_path", default=None, help="model mode: a local JSON/JSONL/parquet file in the dataset's schema")
+    parser.add_argument("--dataset_name", default=None,
+                        help="a short-answer dataset (QMSum, QASPER, HotpotQA); required in model mode")
+    parser.add_argument("--split", default=None,
+                        help="model mode: dataset split (default: the dataset's evaluation split)")
+    parser.add_argument("--data_path", default=None,
+                        help="model mode: a local JSON/JSONL/parquet file in the dataset's schema")
     parser.add_argument("--max_samples", type=int, default=None, help="model mode: evaluate the first N samples")
     parser.add_argument("--output_dir", default=None,
                         help="where outputs go (default: next to --input_file; 'outputs' in model mode)")
     parser.add_argument("--temperature", type=float, default=0.0, help="model mode: sampling temperature (0 = greedy)")
     parser.add_argument("--top_p", type=float, default=1.0, help="model mode: nucleus sampling top-p")
     parser.add_argument("--max_new_tokens", type=int, default=512, help="model mode: most tokens generated per answer")
-    parser.add_argument("--use_vllm", action="store_true", help="model mode: generate with vLLM (same as --backend vllm)")
+    parser.add_argument("--use_vllm", action="store_true",
+                        help="model mode: generate with vLLM (same as --backend vllm)")
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="model mode: engine backend")
     parser.add_argument("--apply_chat_template", action="store_true",
                         help="model mode: format prompts with the chat template (the engine always does)")
@@ -229,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if bool(args.input_file) == bool(args.model_name_or_path):
-        raise EvalError("give exactly one of --input_file (score a file) or --model_name_or_path (generate, then score)")
+        raise EvalError("give exactly one of --input_file (score a file) "
+                        "or --model_name_or_path (generate, then score)")
     check_task_type(args.dataset_name, "short_answer", "eval.math_eval or eval.medmcqa_eval")
     if args.bertscore_model:
         check_bertscore_model(args.bertscore_model)  # before any generation, not after it

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import yaml
 
@@ -112,7 +113,7 @@ class MethodConfig:
     """Base for a method's config dataclass: every YAML key must be a field, every field has a default."""
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> "MethodConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "<config>") -> MethodConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:

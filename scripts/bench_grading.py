@@ -28,18 +28,23 @@ def _symbolic_table(rng: random.Random) -> list[tuple[str, list[str], list[str]]
     return [
         (f"\\frac{{\\sqrt{{{a}}}}}{{{b}}}", [f"\\frac{{1}}{{{b}}}\\sqrt{{{a}}}", f"\\sqrt{{{a}}}/{b}"],
          [f"\\frac{{\\sqrt{{{a + 1}}}}}{{{b}}}", f"\\sqrt{{{a}}}"]),
-        (f"{c}\\sqrt{{{a}}}", [f"\\sqrt{{{c * c * a}}}", f"{c} \\sqrt{{{a}}}"], [f"\\sqrt{{{a}}}", f"{c + 1}\\sqrt{{{a}}}"]),
-        (f"\\frac{{{c}\\pi}}{{{b}}}", [f"{c}\\pi/{b}", f"\\frac{{{c}}}{{{b}}}\\pi"], [f"\\frac{{\\pi}}{{{b}}}", f"{c}\\pi"]),
-        (f"x^2+{a + b}x+{a * b}", [f"(x+{a})(x+{b})", f"x^2 + {a + b}x + {a * b}"], [f"(x+{a})(x+{b + 1})", f"x^2+{a * b}"]),
+        (f"{c}\\sqrt{{{a}}}", [f"\\sqrt{{{c * c * a}}}", f"{c} \\sqrt{{{a}}}"],
+         [f"\\sqrt{{{a}}}", f"{c + 1}\\sqrt{{{a}}}"]),
+        (f"\\frac{{{c}\\pi}}{{{b}}}", [f"{c}\\pi/{b}", f"\\frac{{{c}}}{{{b}}}\\pi"],
+         [f"\\frac{{\\pi}}{{{b}}}", f"{c}\\pi"]),
+        (f"x^2+{a + b}x+{a * b}", [f"(x+{a})(x+{b})", f"x^2 + {a + b}x + {a * b}"],
+         [f"(x+{a})(x+{b + 1})", f"x^2+{a * b}"]),
         (f"[{-a},{b})", [f"[{-a}, {b})", f"\\left[{-a},{b}\\right)"], [f"({-a},{b})", f"[{-a},{b}]"]),
         (f"(-\\infty, {a}]", [f"(-\\infty,{a}]"], [f"(-\\infty, {a})", f"[{a}, \\infty)"]),
-        (f"\\{{{a},{b},{c}\\}}", [f"\\{{{c},{b},{a}\\}}", f"\\{{{a}, {b}, {c}\\}}"], [f"\\{{{a},{b}\\}}", f"\\{{{a},{b},{c + 100}\\}}"]),
+        (f"\\{{{a},{b},{c}\\}}", [f"\\{{{c},{b},{a}\\}}", f"\\{{{a}, {b}, {c}\\}}"],
+         [f"\\{{{a},{b}\\}}", f"\\{{{a},{b},{c + 100}\\}}"]),
         (f"({a}, \\frac{{\\pi}}{{{c}}})", [f"\\left( {a}, \\frac{{\\pi}}{{{c}}} \\right)", f"({a}, \\pi/{c})"],
          [f"({a}, \\pi)", f"(\\frac{{\\pi}}{{{c}}}, {a})"]),
         (f"\\begin{{pmatrix}} {a} \\\\ -{b} \\end{{pmatrix}}", [f"\\begin{{bmatrix}}{a}\\\\-{b}\\end{{bmatrix}}"],
          [f"\\begin{{pmatrix}} -{a} \\\\ {b} \\end{{pmatrix}}"]),
         (f"{a}+{b}i", [f"{b}i+{a}", f"{a} + {b}i"], [f"{a}-{b}i", f"{b}+{a}i"]),
-        (f"\\frac{{{a}+\\sqrt{{{c}}}}}{{{b}}}", [f"\\frac{{\\sqrt{{{c}}}+{a}}}{{{b}}}"], [f"\\frac{{{a}-\\sqrt{{{c}}}}}{{{b}}}"]),
+        (f"\\frac{{{a}+\\sqrt{{{c}}}}}{{{b}}}", [f"\\frac{{\\sqrt{{{c}}}+{a}}}{{{b}}}"],
+         [f"\\frac{{{a}-\\sqrt{{{c}}}}}{{{b}}}"]),
         (f"e^{{{c}}}", [f"e^{c}"], [f"{c}e", f"e^{{{c + 1}}}"]),
         (f"y={a}x+{b}", [f"{a}x+{b}", f"y = {b} + {a}x"], [f"y={a}x-{b}"]),
     ]
@@ -64,7 +69,8 @@ def _fraction_case(rng: random.Random, right: bool) -> tuple[str, str]:
     if not right:
         num += rng.choice([1, 2, -1]) or 1
     value = num / den
-    forms = [f"\\dfrac{{{num}}}{{{den}}}", f"{num}/{den}", f"\\frac{num}{den}" if num < 10 and den < 10 else f"{num}/{den}"]
+    forms = [f"\\dfrac{{{num}}}{{{den}}}", f"{num}/{den}",
+             f"\\frac{num}{den}" if num < 10 and den < 10 else f"{num}/{den}"]
     if len(f"{value}") < 8:
         forms.append(f"{value}")
     return gt, rng.choice(forms)
@@ -140,9 +146,11 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its grading workers
     cpu_s = usage.ru_utime + usage.ru_stime
     metrics = json.loads((folder / "cot_infer_metrics.json").read_text(encoding="utf-8"))
-    symbolic = sum(v for k, v in metrics["reasons"].items() if k in ("symbolic_equal", "not_equal", "parse_error", "timeout"))
+    symbolic = sum(v for k, v in metrics["reasons"].items()
+                   if k in ("symbolic_equal", "not_equal", "parse_error", "timeout"))
     print(f"\n{args.num_records} records graded in {elapsed:.1f} s wall (whole CLI run, start-up included), "
-          f"{args.num_records / elapsed:.0f} records/s, {cpu_s:.1f} s CPU in all processes; ~{symbolic} reached the symbolic check; "
+          f"{args.num_records / elapsed:.0f} records/s, {cpu_s:.1f} s CPU in all processes; "
+          f"~{symbolic} reached the symbolic check; "
           f"target < 60 s: {'met' if elapsed < 60 else 'MISSED'}")
     return 0
 

@@ -31,17 +31,17 @@ print("built", dst, sum(p.numel() for p in model.parameters()) / 1e6, "M params"
 PY
 
 echo "== tests on CUDA"
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_engine_hf.py tests/test_runner.py tests/test_methods_basic.py 2>&1 | tail -5
+AGENTARK_TEST_DEVICE=cuda timeout 100 $PY -m pytest -q -p no:cacheprovider tests/test_engine_hf.py tests/test_runner.py tests/test_methods_basic.py 2>&1 | tail -5
 
 echo "== bench: cot, 256 samples x 128 tokens"
-timeout 150 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name cot \
-  --num_samples 256 --num_sequential_samples 16 --model_max_tokens 128 2>&1 | tail -12 | tee "$OUT/bench_cot.txt"
+timeout 80 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name cot \
+  --num_samples 256 --num_sequential_samples 8 --model_max_tokens 128 2>&1 | tail -12 | tee "$OUT/bench_cot.txt"
 
 echo "== bench: llm_debate, 64 samples x 64 tokens"
-timeout 150 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name llm_debate \
+timeout 80 $PY scripts/bench_inference.py --model_name $MODEL --device cuda --dtype bfloat16 --method_name llm_debate \
   --num_samples 64 --num_sequential_samples 4 --model_max_tokens 64 2>&1 | tail -12 | tee "$OUT/bench_debate.txt"
 
 echo "== inference.py llm_debate on CUDA"
-timeout 120 $PY inference.py --method_name llm_debate --test_dataset_name GSM8K --data_path data/samples/gsm8k.jsonl \
+timeout 60 $PY inference.py --method_name llm_debate --test_dataset_name GSM8K --data_path data/samples/gsm8k.jsonl \
   --max_samples 8 --model_name $MODEL --device cuda --model_max_tokens 64 --output_path "$OUT/debate.jsonl" --no_progress 2>&1 | tail -3
 $PY -c "import json,sys; r=[json.loads(l) for l in open('$OUT/debate.jsonl')]; print(len(r), 'records,', sum(len(x['trajectory']) for x in r), 'turns')"

@@ -7,8 +7,13 @@ import pytest
 
 from data.schema import Sample
 from engine.scripted_backend import ScriptedEngine
-from methods.agentverse.agentverse import (AgentVerse, AgentVerseConfig, parse_evaluation, parse_experts,
-                                           recruit_with_fallback)
+from methods.agentverse.agentverse import (
+    AgentVerse,
+    AgentVerseConfig,
+    parse_evaluation,
+    parse_experts,
+    recruit_with_fallback,
+)
 from methods.agentverse.prompts import GENERIC_EXPERTS
 from methods.base import ConfigError
 

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.schema import Sample
-from methods.agentverse.prompts import (AGREE_TOKEN, GENERIC_EXPERTS, critic_prompt, evaluator_prompt,
-                                        expert_system, recruiter_prompt, revision_prompt, solver_prompt)
+from methods.agentverse.prompts import (
+    AGREE_TOKEN,
+    GENERIC_EXPERTS,
+    critic_prompt,
+    evaluator_prompt,
+    expert_system,
+    recruiter_prompt,
+    revision_prompt,
+    solver_prompt,
+)
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
 from methods.task_prompts import format_question, task_prompt
 

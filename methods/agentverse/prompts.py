@@ -1,7 +1,7 @@
 """AgentVerse prompts: role recruiting, solver, critics with [Agree], evaluator with Correctness and advice."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 AGREE_TOKEN = "[Agree]"
 

@@ -1,7 +1,7 @@
 """DyLAN prompts: role system prompts, the update prompt with peer ratings, the listwise ranker prompt."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 # A role's name picks its system prompt; configs choose roles per task (math, multiple choice, ...).
 ROLE_SYSTEM_PROMPTS: dict[str, str] = {
