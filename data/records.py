@@ -11,13 +11,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.atomic import atomic_write_text
 from data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -179,23 +179,7 @@ class RecordStore:
 
 
 def _atomic_write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    """Replace `path` with `records`: temp file in the same folder, fsync, os.replace, fsync the folder."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for record in records:
-                f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    atomic_write_text(path, (json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def write_records(path: str | Path, records: list[dict[str, Any]]) -> None:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.atomic import atomic_write_text
 from data.errors import DataError
 
 REASON_INFERENCE_ERROR = "inference_error"  # the record carries an `error`: inference failed, scored wrong
@@ -78,25 +77,13 @@ def output_paths(input_file: str | Path, output_dir: str | Path | None) -> tuple
     return folder / f"{stem}_scores.jsonl", folder / f"{stem}_metrics.json"
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write rows as JSON lines (via a temp file, so a crash never leaves half a scores file)."""
-    _atomic_write(path, lambda f: f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic_write_text(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n"))
+    atomic_write_text(path, [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
 
 
 def prediction_of(record: InferenceRecord, extract: Callable[[str], str | None]) -> str | None:

@@ -225,3 +225,17 @@ def test_shard_path_and_finding_shards(tmp_path):
         shard_path(out, shard_id, 4).write_text("")
     (tmp_path / "cot_infer.shard-0-of-4.jsonl").write_text("")  # another method's shards
     assert find_shard_files(out) == {(0, 4): shard_path(out, 0, 4), (2, 4): shard_path(out, 2, 4)}
+
+
+def test_atomic_rewrite_keeps_ordinary_permissions(tmp_path):
+    from data.atomic import atomic_write_text
+
+    old_mask = os.umask(0o022)
+    try:
+        target = tmp_path / "out.jsonl"
+        atomic_write_text(target, ['{"id": "1"}\n'])
+        assert target.stat().st_mode & 0o777 == 0o644
+        assert target.read_text() == '{"id": "1"}\n'
+        assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+    finally:
+        os.umask(old_mask)
