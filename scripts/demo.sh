@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The offline demo: every multi-agent method on the GSM8K sample file with the embedded default model
 # (CPU, no network), then grading and the report. Resumable: rerun to finish an interrupted demo.
-#   bash scripts/demo.sh [max_samples=4] [max_tokens=96]   (about 20 minutes on 2 CPU cores)
+#   bash scripts/demo.sh [max_samples=4] [max_tokens=96]   (30+ minutes on 2 CPU cores; agentverse and mav take longest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX_SAMPLES=${1:-4}
