@@ -62,9 +62,12 @@ def test_default_output_path_layout(tiny_model_path, tmp_path):
 
 def _kill_midway_then_resume(model_args: list[str], out: Path, num_samples: int) -> None:
     args = ["--method_name", "llm_debate", "--test_dataset_name", "GSM8K", "--data_path", str(GSM8K_SAMPLES),
-            "--max_samples", str(num_samples), "--output_path", str(out), "--max_concurrency", "1", *model_args]
+            "--max_samples", str(num_samples), "--output_path", str(out), *model_args]
+    # One sample at a time before the kill, so it lands half-way; the resumed run batches as usual.
+    first_run = [*args, "--max_concurrency", "1"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "inference.py"), *args, "--no_progress"], cwd=ROOT, env=env,
+    command = [sys.executable, str(ROOT / "inference.py"), *first_run, "--no_progress"]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
     try:
@@ -82,7 +85,7 @@ def _kill_midway_then_resume(model_args: list[str], out: Path, num_samples: int)
     assert 0 < len(before) < num_samples
     with out.open("a") as f:  # the kill may land mid-write; make sure a torn tail is exercised too
         f.write('{"id": "torn-by-kill", "que')
-    resumed = run_cli(*args)
+    resumed = run_cli(*args, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     after = read_jsonl(out)
     ids = [r["id"] for r in after]
