@@ -188,3 +188,16 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)
+
+
+def save_and_print(rows: list[dict[str, Any]], metrics: dict[str, Any], scores_path: Path,
+                   metrics_path: Path, notes: Sequence[str] = ()) -> None:
+    """What every eval CLI ends with: per-sample scores and metrics on disk, a short table on screen."""
+    write_jsonl(scores_path, rows)
+    write_json(metrics_path, metrics)
+    print(metrics_table(metrics["metrics"]))
+    if metrics.get("reasons"):
+        print(f"reasons: {', '.join(f'{k}={v}' for k, v in metrics['reasons'].items())}")
+    for note in notes:
+        print(note)
+    print(f"graded {len(rows)} records in {metrics['grading_seconds']:.1f}s -> {scores_path}, {metrics_path}")

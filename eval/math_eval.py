@@ -19,13 +19,11 @@ from eval.common import (
     InferenceRecord,
     build_metrics,
     check_task_type,
-    metrics_table,
     output_paths,
     prediction_of,
     read_inference_records,
     run_cli,
-    write_json,
-    write_jsonl,
+    save_and_print,
 )
 from eval.grading import extract_math_answer, grade_math_many
 
@@ -87,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = build_metrics(rows, records, input_file=str(args.input_file), dataset=args.dataset_name,
                             task_type="math", grader=GRADER, timeout_s=args.timeout,
                             grading_seconds=round(time.perf_counter() - start, 3))
-    write_jsonl(scores_path, rows)
-    write_json(metrics_path, metrics)
-    print(metrics_table(metrics["metrics"]))
-    print(f"reasons: {', '.join(f'{k}={v}' for k, v in metrics['reasons'].items())}")
-    print(f"graded {len(rows)} records in {metrics['grading_seconds']:.1f}s -> {scores_path}, {metrics_path}")
+    save_and_print(rows, metrics, scores_path, metrics_path)
     return 0
 
 

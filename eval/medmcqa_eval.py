@@ -17,12 +17,10 @@ from eval.common import (
     InferenceRecord,
     build_metrics,
     check_task_type,
-    metrics_table,
     output_paths,
     read_inference_records,
     run_cli,
-    write_json,
-    write_jsonl,
+    save_and_print,
 )
 from eval.grading import extract_choice_letter, grade_choice
 from eval.metrics import bootstrap_ci
@@ -118,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     by_subject = accuracy_by_subject(rows)
     if by_subject:
         metrics["accuracy_by_subject"] = by_subject
-    write_jsonl(scores_path, rows)
-    write_json(metrics_path, metrics)
-    print(metrics_table(metrics["metrics"]))
-    print(f"reasons: {', '.join(f'{k}={v}' for k, v in metrics['reasons'].items())}")
-    print(f"graded {len(rows)} records -> {scores_path}, {metrics_path}")
+    save_and_print(rows, metrics, scores_path, metrics_path)
     return 0
 
 

@@ -23,12 +23,11 @@ from eval.common import (
     check_task_type,
     cost_summary,
     describe_run,
-    metrics_table,
     output_paths,
     prediction_of,
     read_inference_records,
     run_cli,
-    write_json,
+    save_and_print,
     write_jsonl,
 )
 from eval.grading import exact_match, extract_short_answer, token_f1
@@ -100,12 +99,7 @@ def score_and_write(records: Sequence[InferenceRecord], input_file: Path, output
         "cost": cost_summary(records), "grading_seconds": round(time.perf_counter() - start, 3),
     }
     metrics["bertscore"] = f"model {bertscore_model}" if bertscore_model else NO_BERTSCORE
-    write_jsonl(scores_path, rows)
-    write_json(metrics_path, metrics)
-    print(metrics_table(metrics["metrics"]))
-    if not bertscore_model:
-        print(NO_BERTSCORE)
-    print(f"scored {len(rows)} records -> {scores_path}, {metrics_path}")
+    save_and_print(rows, metrics, scores_path, metrics_path, notes=() if bertscore_model else (NO_BERTSCORE,))
     return metrics
 
 
