@@ -50,6 +50,19 @@ class Solution:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def final_solution(traj: Trajectory, response: str, answer: str | None, info: dict[str, Any],
+                   aggregator: Turn | None = None) -> Solution:
+    """The voted solution, replaced by an aggregator turn's when one ran and stated an answer.
+
+    An aggregator that states no answer does not erase a valid vote; `info["answer_source"]` says which won.
+    """
+    info["answer_source"] = "vote"
+    if aggregator is not None and aggregator.answer is not None:
+        response, answer = aggregator.text, aggregator.answer
+        info["answer_source"] = "aggregator"
+    return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
+
+
 class Trajectory:
     """Records every engine call of one sample, in call order, with its extracted answer.
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from data.schema import Sample
 from eval.grading import majority_vote, vote_counts
-from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
+from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
 from methods.llm_debate.prompts import AGGREGATOR_PROMPT, DEBATE_ROUND_PROMPT, PEER, REFLECTION_PROMPT
 from methods.self_consistency.self_consistency import response_for_answer
 from methods.task_prompts import answer_instruction, format_question, task_prompt
@@ -63,13 +63,8 @@ class LLMDebate(Method):
                 "vote_answer": voted, "answer_source": "vote"}
         response, answer = response_for_answer(latest, voted, self.task_type), voted
 
-        if self.config.use_aggregator:
-            aggregator = await self._aggregate(traj, sample, latest)
-            # An aggregator that states no answer should not erase a valid vote.
-            if aggregator.answer is not None:
-                response, answer = aggregator.text, aggregator.answer
-                info["answer_source"] = "aggregator"
-        return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
+        aggregator = await self._aggregate(traj, sample, latest) if self.config.use_aggregator else None
+        return final_solution(traj, response, answer, info, aggregator)
 
     async def _aggregate(self, traj: Trajectory, sample: Sample, finals: list[Turn]) -> Turn:
         candidates = "\n\n".join(PEER.format(agent=turn.agent + 1, text=turn.text.strip()) for turn in finals)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from data.schema import Sample
 from eval.grading import answer_key, majority_vote, vote_counts
-from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
+from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
 from methods.self_consistency.prompts import AGGREGATOR_PROMPT, CANDIDATE
 from methods.task_prompts import answer_instruction, format_question, task_prompt
 
@@ -44,13 +44,8 @@ class SelfConsistency(Method):
         response = response_for_answer(solvers, voted, self.task_type)
         answer = voted
 
-        if self.config.use_aggregator:
-            aggregator = await self._aggregate(traj, sample, solvers)
-            # An aggregator that states no answer should not erase a valid vote.
-            if aggregator.answer is not None:
-                response, answer = aggregator.text, aggregator.answer
-                info["answer_source"] = "aggregator"
-        return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
+        aggregator = await self._aggregate(traj, sample, solvers) if self.config.use_aggregator else None
+        return final_solution(traj, response, answer, info, aggregator)
 
     async def _aggregate(self, traj: Trajectory, sample: Sample, solvers: list[Turn]) -> Turn:
         candidates = "\n\n".join(CANDIDATE.format(number=i + 1, text=turn.text.strip())
