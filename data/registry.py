@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.answer_format import last_boxed
 from data.loaders import DataError, RawRecord, iter_hub_records, iter_local_records
 from data.schema import TASK_TYPES, Sample
-from eval.grading import last_boxed
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 

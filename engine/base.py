@@ -104,10 +104,20 @@ class Engine(ABC):
         """One completion for one conversation; sampling kwargs override the engine defaults."""
         params = self.defaults.merged(**sampling)
         result = await self._chat(list(messages), params)
+        self._account(result)
+        return result
+
+    def _account(self, result: ChatResult) -> None:
         self.total.add(result)
         usage = _current_usage.get()
         if usage is not None:
             usage.add(result)
+
+    async def complete(self, prompt: str, **sampling: Any) -> ChatResult:
+        """One text completion of a raw prompt, with no chat template (a base model's usual input)."""
+        params = self.defaults.merged(**sampling)
+        result = await self._complete(prompt, params)
+        self._account(result)
         return result
 
     async def chat_many(self, conversations: Sequence[Messages], **sampling: Any) -> list[ChatResult]:
@@ -117,6 +127,10 @@ class Engine(ABC):
     @abstractmethod
     async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
         """Backend hook: run one request with fully resolved sampling params."""
+
+    async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
+        """Backend hook: one text completion of `prompt` as given (no chat template)."""
+        raise EngineError(f"the {self.backend_name} backend has no text completion")
 
     async def start(self) -> None:
         """Load weights / check endpoints. Called once by the driver before any request."""

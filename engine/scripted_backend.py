@@ -7,6 +7,8 @@ from collections.abc import Callable
 from engine.base import ChatResult, Engine, Message, SamplingParams
 
 Responder = Callable[[list[Message], SamplingParams], str]
+# A text completion reaches the responder as one message with this role, so one function serves both.
+COMPLETION_ROLE = "completion"
 
 
 class ScriptedEngine(Engine):
@@ -30,3 +32,6 @@ class ScriptedEngine(Engine):
         return ChatResult(texts=texts, prompt_tokens=prompt_tokens,
                           completion_tokens=sum(len(t.split()) for t in texts),
                           finish_reasons=["stop"] * params.n)
+
+    async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
+        return await self._chat([{"role": COMPLETION_ROLE, "content": prompt}], params)

@@ -18,40 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from data.answer_format import last_boxed
+
 # ---------------------------------------------------------------------------------------------------
 # Extraction
 # ---------------------------------------------------------------------------------------------------
 
 # A number as people write it: thousands separators, decimals, simple fractions, a leading $ sign.
 _NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
-
-
-def _balanced_group(text: str, start: int) -> int | None:
-    """Index of the `}` closing the group whose content starts at `start` (after its `{`)."""
-    depth = 1
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} (or \\fbox{...}), nested braces included; `\\boxed 5` too."""
-    matches = list(re.finditer(r"\\(?:boxed|fbox)\s*(\{|\s+(?=[^\s{]))", text))
-    if not matches:
-        return None
-    last = matches[-1]
-    if last.group(1) != "{":
-        bare = re.match(r"[^\s$]+", text[last.end():])
-        return bare.group(0) if bare else None
-    end = _balanced_group(text, last.end())
-    if end is None:
-        return None  # unbalanced: the model was cut off inside the box
-    return text[last.end():end].strip()
 
 
 def extract_math_answer(text: str) -> str | None:
@@ -72,59 +46,6 @@ def extract_math_answer(text: str) -> str | None:
         return found[-1].strip()
     numbers = re.findall(_NUMBER, text)
     return numbers[-1].replace("$", "") if numbers else None
-
-
-def _choice_patterns(letters: str) -> list[str]:
-    # Ordered from the most explicit statement of an answer to the loosest; the last match of the
-    # first pattern that matches wins, since models restate options before concluding.
-    # A lower-case letter counts only where it cannot be an English word ("a" is an article).
-    any_case = f"[{letters}{letters.lower()}]"
-    upper = f"[{letters}]"
-    lead = r"(?i:answer)\s*(?i:is|:|=)?\s*(?:\*\*)?\s*:?\s*(?i:option|choice)?\s*"
-    not_word = r"(?![A-Za-z0-9'])"
-    return [
-        rf"\\boxed\{{\s*(?:\\text(?:bf)?\{{)?\s*\(?({any_case})\)?\s*\}}?\s*\}}",
-        rf"{lead}\(({any_case})\)",
-        rf"{lead}({upper}){not_word}",
-        rf"{lead}({any_case})(?=\s*(?:[.):,*]|$))",
-        rf"(?i:option|choice)\s*\(?({upper})\)?{not_word}",
-        rf"(?i:option|choice)\s*\(?({any_case})\)?(?=\s*(?:[.):,]|$|\s+is\b))",
-        rf"\b({upper})\)?\s+(?i:is\s+(?:the\s+)?(?:correct|right|best))",
-        rf"^\s*\**\(?({upper})[\).:]",
-        rf"\(({any_case})\)",
-    ]
-
-
-def extract_choice_letter(text: str, num_choices: int = 4, *, choices: Sequence[str] | None = None) -> str | None:
-    """Multiple-choice letter from phrasings like "Answer: (B)", "the answer is c.", "\\boxed{D}", "B) ...".
-
-    When `choices` (the option texts) are given and no letter is found, an answer stated as the text of
-    exactly one option ("The answer is Paracetamol") maps to that option's letter.
-    """
-    if not text:
-        return None
-    letters = string.ascii_uppercase[:num_choices]
-    for pattern in _choice_patterns(letters):
-        found = re.findall(pattern, text, flags=re.MULTILINE)
-        if found:
-            return found[-1].upper()
-    if choices:
-        letter = _letter_from_option_text(text, choices[:num_choices])
-        if letter:
-            return letter
-    # A bare capital letter standing alone at the end of a clause ("So, B." / "B").
-    bare = re.findall(rf"(?<![A-Za-z0-9'])([{letters}])(?=\s*(?:[.)\]!,]|$))", text.strip(), flags=re.MULTILINE)
-    return bare[-1] if bare else None
-
-
-def _letter_from_option_text(text: str, choices: Sequence[str]) -> str | None:
-    stated = re.findall(r"answer\s*(?:is|:)\s*(.+)", text, flags=re.IGNORECASE)
-    target = normalize_text(stated[-1] if stated else text)
-    hits = [i for i, c in enumerate(choices) if normalize_text(str(c)) and
-            re.search(rf"\b{re.escape(normalize_text(str(c)))}\b", target)]
-    if len(hits) == 1:
-        return string.ascii_uppercase[hits[0]]
-    return None
 
 
 def extract_short_answer(text: str) -> str | None:
@@ -151,6 +72,9 @@ def extract_answer(text: str, task_type: str, num_choices: int = 4, *,
     if task_type == "math":
         return extract_math_answer(text)
     if task_type == "multiple_choice":
+        # Imported here: eval.choice builds on this module's normalisation.
+        from eval.choice import extract_choice_letter
+
         if choices:
             return extract_choice_letter(text, len(choices), choices=list(choices))
         return extract_choice_letter(text, num_choices)
@@ -611,16 +535,6 @@ def _symbolic_in_pool(pairs: Sequence[tuple[str | None, str | None]], timeout_s:
             except Exception as error:  # noqa: BLE001 - e.g. an unpicklable result; score it, keep going
                 results.append(Grade(False, REASON_GRADER_ERROR, f"{type(error).__name__}: {str(error)[:200]}"))
     return results
-
-
-def grade_choice(pred: str | None, gt: str | None) -> Grade:
-    """A multiple-choice letter against the reference letter (both already extracted)."""
-    if gt is None or not str(gt).strip():
-        return Grade(False, REASON_NO_REFERENCE)
-    if pred is None or not str(pred).strip():
-        return Grade(False, REASON_NO_ANSWER)
-    correct = str(pred).strip().upper() == str(gt).strip().upper()
-    return Grade(correct, REASON_STRING_MATCH if correct else REASON_NOT_EQUAL)
 
 
 def _references(gold: str | Sequence[str]) -> list[str]:

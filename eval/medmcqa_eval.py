@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from eval.choice import extract_choice_letter, grade_choice
 from eval.common import (
     REASON_INFERENCE_ERROR,
     EvalError,
@@ -22,7 +23,6 @@ from eval.common import (
     run_cli,
     save_and_print,
 )
-from eval.grading import extract_choice_letter, grade_choice
 from eval.metrics import bootstrap_ci
 
 GRADER = "choice_accuracy: the option letter extracted from the answer equals the reference letter"

@@ -114,8 +114,8 @@ async def generate_records(samples: Sequence[Any], engine: Any, model_name: str,
     """One inference record per sample (design.md's format, method "direct"), in sample order."""
     from tqdm import tqdm
 
+    from data.task_prompts import task_prompt
     from engine.base import track_usage
-    from methods.task_prompts import task_prompt
 
     gate = asyncio.Semaphore(max_concurrency)
     bar = tqdm(total=len(samples), desc="generating", unit="sample")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from data.schema import Sample
+from data.task_prompts import task_prompt
 from engine.args import EngineArgs
 from engine.base import ChatResult, SamplingParams, track_usage
 from engine.scripted_backend import ScriptedEngine
 from methods import ConfigError, get_method_class
-from methods.task_prompts import task_prompt
 
 QUESTION = Sample(id="q1", query="Tom has 2 apples and buys 3 more. How many apples does he have?", gt="5",
                   source="test")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data.schema import Sample
+from data.task_prompts import format_question, task_prompt
 from methods.agentverse.prompts import (
     AGREE_TOKEN,
     GENERIC_EXPERTS,
@@ -24,7 +25,6 @@ from methods.agentverse.prompts import (
     solver_prompt,
 )
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
-from methods.task_prompts import format_question, task_prompt
 
 _LIST_ITEM = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022])\s*(.+?)\s*$", re.M)
 _CORRECTNESS = re.compile(r"correctness\W{0,4}([01])(?!\d)", re.I)

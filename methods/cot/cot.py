@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
+from data.task_prompts import task_prompt
 from methods.base import ConfigError, Method, MethodConfig, Solution
 from methods.cot.prompts import SYSTEM_PROMPTS
-from methods.task_prompts import task_prompt
 
 
 @dataclass

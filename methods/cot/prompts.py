@@ -1,6 +1,6 @@
 """Prompts of the single-agent chain-of-thought baseline.
 
-The user message itself is `methods.task_prompts.task_prompt`, shared with every method, so the
+The user message itself is `data.task_prompts.task_prompt`, shared with every method, so the
 baseline and the multi-agent methods ask the same question in the same words.
 """
 from __future__ import annotations

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from data.schema import Sample
+from data.task_prompts import format_question, task_prompt
 from eval.grading import answer_key, majority_vote
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn
 from methods.dylan.prompts import ROLE_SYSTEM_PROMPTS, ranker_prompt, update_prompt
-from methods.task_prompts import format_question, task_prompt
 
 LISTWISE_TOP_K = 2
 ACTIVATIONS = ("listwise", "none")

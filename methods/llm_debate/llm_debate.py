@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
+from data.task_prompts import answer_instruction, format_question, task_prompt
 from eval.grading import majority_vote, vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
 from methods.llm_debate.prompts import AGGREGATOR_PROMPT, DEBATE_ROUND_PROMPT, PEER, REFLECTION_PROMPT
 from methods.self_consistency.self_consistency import response_for_answer
-from methods.task_prompts import answer_instruction, format_question, task_prompt
 
 
 @dataclass

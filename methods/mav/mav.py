@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 
 from data.schema import Sample
+from data.task_prompts import format_question, task_prompt
 from eval.grading import answer_key, majority_vote
 from methods.base import ConfigError, Method, MethodConfig, Solution, Turn
 from methods.mav.prompts import VERDICT_PROMPT, VERDICT_TAG, VERIFIERS, analysis_prompt
-from methods.task_prompts import format_question, task_prompt
 
 _VERDICT = re.compile(rf"{VERDICT_TAG}\W*(true|false)\b", re.I)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from data.schema import Sample
+from data.task_prompts import answer_instruction, format_question, task_prompt
 from eval.grading import answer_key, majority_vote, vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
 from methods.self_consistency.prompts import AGGREGATOR_PROMPT, CANDIDATE
-from methods.task_prompts import answer_instruction, format_question, task_prompt
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """How a question is shown to an agent and how it is asked to state its answer, per task type.
 
-Every method builds its prompts on these two functions, so answer extraction (eval.grading) and the
-instructions agents receive always agree.
+Every method and the eval CLIs' model mode build prompts on these functions, so answer extraction
+(eval.grading) and the instructions agents receive always agree. It lives in `data/` because it is
+about how a task is posed, below both methods and evaluation.
 """
 from __future__ import annotations
 

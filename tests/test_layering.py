@@ -1,0 +1,35 @@
+"""Package layering: data knows no grading or methods, evaluation knows no method, the engine knows neither."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package -> top-level packages of ours it must never import (at module level or inside a function)
+FORBIDDEN = {
+    "data": {"eval", "methods", "engine", "prm", "distill"},
+    "engine": {"eval", "methods", "data", "prm", "distill"},
+    "eval": {"methods", "prm", "distill"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_respect_layers(package):
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = imported_packages(path) & FORBIDDEN[package]
+        if bad:
+            offenders.append(f"{path.relative_to(ROOT)} imports {', '.join(sorted(bad))}")
+    assert not offenders, "; ".join(offenders)
