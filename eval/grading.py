@@ -19,34 +19,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from data.answer_format import last_boxed
+from eval.math_extraction import extract_math_answer
 
 # ---------------------------------------------------------------------------------------------------
 # Extraction
 # ---------------------------------------------------------------------------------------------------
-
-# A number as people write it: thousands separators, decimals, simple fractions, a leading $ sign.
-_NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
-
-
-def extract_math_answer(text: str) -> str | None:
-    """Final math answer: last \\boxed{}, else "answer is X", else "#### X", else the last number."""
-    if not text:
-        return None
-    boxed = last_boxed(text)
-    if boxed:
-        return boxed
-    found = re.findall(r"answer\s*(?:is|:)\s*[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.?$|\n)", text,
-                       flags=re.IGNORECASE | re.MULTILINE)
-    found = [f.strip().rstrip(".").strip() for f in found]
-    found = [f for f in found if f]
-    if found:
-        return found[-1]
-    found = re.findall(r"####\s*([^\n]+)", text)
-    if found:
-        return found[-1].strip()
-    numbers = re.findall(_NUMBER, text)
-    return numbers[-1].replace("$", "") if numbers else None
-
 
 def extract_short_answer(text: str) -> str | None:
     """Short text answer: "Answer: ..." / "answer is ..." when given, else the whole response."""
@@ -116,6 +93,8 @@ def clean_math_answer(answer: str) -> str:
     s = re.sub(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{\s*([^{}]*?)\s*\}", r" \1 ", s).strip()
     s = re.sub(r"\s+(?=\^)", "", s)  # "\text{cm}^2" -> "cm^2", not "cm ^2"
     s = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", s)
+    # Thin spaces between digit groups ("11,\\! 111", "10\\,000") separate thousands, not list items.
+    s = re.sub(r"(?<=\d)(,?)\s*\\[!,;:]\s*(?=\d{3}(?!\d))", r"\1", s)
     s = re.sub(r"(?<!\\)\\[!,;:]|(?<!\\)\\ (?=\S)|~", " ", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\s*\bdegrees?\b", "", s)
@@ -137,6 +116,7 @@ def normalize_math(answer: str) -> str:
     s = re.sub(r"\\(begin|end)\{[bvBV]?matrix\}", r"\\\1{pmatrix}", s)
     # Keep a space only where deleting it would merge a command with the next letter ("\pi r").
     s = re.sub(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])", r"\1{}", s)
+    s = _mixed_number_as_fraction(s)
     is_list = re.search(r"\d,\s+\d", s) is not None  # "2, 100" lists two numbers; "2,100" is 2100
     s = re.sub(r"\s+", "", s)
     s = re.sub(r"^\(([A-Za-z])\)$", r"\1", s)  # "(C)" -> "C" for MATH's multiple-choice items
@@ -149,6 +129,19 @@ def normalize_math(answer: str) -> str:
     if s == "-0":
         s = "0"
     return s
+
+
+def _mixed_number_as_fraction(s: str) -> str:
+    """"1 1/2", "1\\frac{1}{2}" and "-2 \\frac34" as one improper fraction; removing the space would
+    otherwise read "1 1/2" as 11/2."""
+    m = re.fullmatch(r"(-?)(\d+)\s*(?:\\frac\s*\{?\s*(\d+)\s*\}?\s*\{?\s*(\d+)\s*\}?|\s(\d+)\s*/\s*(\d+))", s.strip())
+    if not m:
+        return s
+    numerator, denominator = int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
+    if denominator == 0 or numerator >= denominator:
+        return s
+    value = int(m.group(2)) + Fraction(numerator, denominator)
+    return f"{m.group(1)}\\frac{{{value.numerator}}}{{{value.denominator}}}"
 
 
 def _as_number(normalized: str) -> tuple[Fraction, bool] | None:
@@ -260,8 +253,53 @@ class Grade:
         return out
 
 
-def _numbers_equal(a: Fraction, b: Fraction) -> bool:
-    return math.isclose(float(a), float(b), rel_tol=_NUMERIC_REL_TOL, abs_tol=1e-12) or a == b
+def _decimal_places(normalized: str) -> int | None:
+    """Digits after the point of a number written as a decimal ("3.14" -> 2); None for integers and fractions."""
+    m = re.fullmatch(r"-?\d*\.(\d+)%?", normalized)
+    return len(m.group(1)) if m else None
+
+
+def _numbers_match(pred: tuple[Fraction, bool], pred_places: int | None,
+                   gt: tuple[Fraction, bool], gt_places: int | None) -> bool:
+    """Exact equality of values; the one tolerance is a reference written as a rounded decimal.
+
+    A reference "3.14" accepts any prediction at least as precise that rounds to it (3.1416, 157/50),
+    never a coarser one (3.1). An integer or fraction reference needs the exact value: 12345678 is not
+    12345679 and 1/3 is not 0.3333. A percentage may be written as its number or as the fraction
+    (50% = 50 = 0.5), nothing else.
+    """
+    (pred_value, pred_pct), (gt_value, gt_pct) = pred, gt
+    if pred_pct == gt_pct:
+        pairs = [(pred_value, gt_value, gt_places)]
+    elif gt_pct:
+        pairs = [(pred_value, gt_value, gt_places), (pred_value, gt_value / 100, _shifted(gt_places))]
+    else:
+        pairs = [(pred_value, gt_value, gt_places), (pred_value / 100, gt_value, gt_places)]
+    for pred_reading, gt_reading, places in pairs:
+        if pred_reading == gt_reading:
+            return True
+        if places and (pred_places is None or pred_places >= places):
+            if abs(pred_reading - gt_reading) <= Fraction(1, 2 * 10 ** places):
+                return True
+    return False
+
+
+def _shifted(places: int | None) -> int | None:
+    return None if places is None else places + 2
+
+
+def _as_time(normalized: str) -> int | None:
+    """Seconds after midnight of a clock time ("20:34", "8:34pm", "20:34:00"); None for anything else."""
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?((?i:[ap]\.?m\.?))?", normalized)
+    if not m:
+        return None
+    hours, minutes, seconds = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    suffix = (m.group(4) or "").lower().replace(".", "")
+    if minutes > 59 or seconds > 59 or hours > (12 if suffix else 24):
+        return None
+    if suffix:
+        hours = hours % 12 + (12 if suffix == "pm" else 0)
+    return hours * 3600 + minutes * 60 + seconds
 
 
 _INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf, "\\infinity": math.inf}
@@ -294,12 +332,6 @@ def _as_structure(normalized: str) -> tuple[str, list[list[Fraction | float]]] |
     return kind, values  # type: ignore[return-value]
 
 
-def _same_value(a: Fraction | float, b: Fraction | float) -> bool:
-    if math.isinf(a) or math.isinf(b):
-        return a == b
-    return _numbers_equal(Fraction(a), Fraction(b))
-
-
 def _structures_equal(pred: tuple[str, list], gt: tuple[str, list]) -> bool | None:
     """Entry-wise verdict for two number structures; None when their kinds differ in a way only
     a symbolic check should judge (a tuple against a set)."""
@@ -308,10 +340,10 @@ def _structures_equal(pred: tuple[str, list], gt: tuple[str, list]) -> bool | No
         return None
     if kind_p == "set":
         left, right = sorted(rows_p[0]), sorted(rows_g[0])
-        return len(left) == len(right) and all(_same_value(x, y) for x, y in zip(left, right))
+        return len(left) == len(right) and all(x == y for x, y in zip(left, right))
     if kind_p != kind_g or [len(r) for r in rows_p] != [len(r) for r in rows_g]:
         return False
-    return all(_same_value(x, y) for rp, rg in zip(rows_p, rows_g) for x, y in zip(rp, rg))
+    return all(x == y for rp, rg in zip(rows_p, rows_g) for x, y in zip(rp, rg))
 
 
 def _text_answer(gt: str) -> str | None:
@@ -338,17 +370,16 @@ def quick_grade_math(pred: str | None, gt: str | None) -> Grade | None:
         return Grade(same, REASON_STRING_MATCH if same else REASON_NOT_EQUAL)
     num_pred, num_gt = _as_number(norm_pred), _as_number(norm_gt)
     if num_pred is not None and num_gt is not None:
-        (value_pred, pct_pred), (value_gt, pct_gt) = num_pred, num_gt
-        candidates = [value_pred]
-        if pct_pred != pct_gt:
-            # "50%" against "0.5" or "50": a percentage may be written as its number or as the fraction.
-            candidates += [value_pred / 100, value_pred * 100]
-        if any(_numbers_equal(c, value_gt) for c in candidates):
-            return Grade(True, REASON_NUMERIC_EQUAL)
-        return Grade(False, REASON_NUMERIC_MISMATCH)
+        same = _numbers_match(num_pred, _decimal_places(norm_pred), num_gt, _decimal_places(norm_gt))
+        return Grade(True, REASON_NUMERIC_EQUAL) if same else Grade(False, REASON_NUMERIC_MISMATCH)
+    time_pred, time_gt = _as_time(norm_pred), _as_time(norm_gt)
+    if time_pred is not None and time_gt is not None:
+        return Grade(True, REASON_NUMERIC_EQUAL) if time_pred == time_gt else Grade(False, REASON_NUMERIC_MISMATCH)
     struct_pred, struct_gt = _as_structure(norm_pred), _as_structure(norm_gt)
     if struct_pred is not None and struct_gt is not None:
         verdict = _structures_equal(struct_pred, struct_gt)
+        if verdict is False and "." in norm_pred + norm_gt:
+            verdict = None  # rounded decimals in a tuple: the symbolic check compares them to 6 places
         if verdict is not None:
             return Grade(verdict, REASON_NUMERIC_EQUAL if verdict else REASON_NUMERIC_MISMATCH)
     return None
@@ -390,14 +421,30 @@ def _warm_parser() -> None:
         _parser_warm = True
 
 
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)\b")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+
+
+def symbolic_form(answer: str) -> str:
+    """The answer as LaTeX for math-verify: presentation removed, shorthand spelled out
+    (`\\sqrt[3]2`, `\\sqrt2`, `\\frac12`), and degrees inside trigonometric functions in radians
+    (elsewhere "30^\\circ" is just 30, as answers to "what angle" questions write it)."""
+    if _TRIG.search(answer):
+        answer = _DEGREES.sub(r"(\\frac{\1\\pi}{180})", answer)
+    s = clean_math_answer(answer)
+    s = re.sub(r"\\sqrt\s*(\[[^\]]*\])?\s*([0-9a-zA-Z])", r"\\sqrt\1{\2}", s)
+    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])", r"\\frac{\1}{\2}", s)
+    return s
+
+
 def _symbolic_equal(pred: str, gt: str) -> Grade:
-    """math-verify equivalence, with a numeric comparison of the parsed values as the fallback."""
+    """math-verify equivalence, then the imaginary-unit reading of `i`, then a numeric comparison."""
     import sympy
     from math_verify import parse, verify
 
     # math-verify's own signal timeouts would cancel ours (one ITIMER_REAL per process): turn them off.
-    gold = parse(f"${clean_math_answer(gt)}$", parsing_timeout=None)
-    target = parse(f"${clean_math_answer(pred)}$", parsing_timeout=None)
+    gold = parse(f"${symbolic_form(gt)}$", parsing_timeout=None)
+    target = parse(f"${symbolic_form(pred)}$", parsing_timeout=None)
     parsed = (sympy.Basic, sympy.MatrixBase)
     gold_ok, target_ok = any(isinstance(x, parsed) for x in gold), any(isinstance(x, parsed) for x in target)
     if not gold_ok or not target_ok:
@@ -405,9 +452,25 @@ def _symbolic_equal(pred: str, gt: str) -> Grade:
         return Grade(False, REASON_PARSE_ERROR, f"math-verify could not parse the {which}")
     if verify(gold, target, timeout_seconds=None):
         return Grade(True, REASON_SYMBOLIC_EQUAL)
+    if _equal_with_imaginary_unit(gold[0], target[0]):
+        return Grade(True, REASON_SYMBOLIC_EQUAL)
     if _sympy_numeric_equal(gold[0], target[0]):
         return Grade(True, REASON_NUMERIC_EQUAL)
     return Grade(False, REASON_NOT_EQUAL)
+
+
+def _equal_with_imaginary_unit(gold: object, target: object) -> bool:
+    """`i(2-i)` against `1+2i`: the parser reads `i` as a variable; in an answer it is the imaginary unit."""
+    import sympy
+
+    if not (isinstance(gold, sympy.Expr) and isinstance(target, sympy.Expr)):
+        return False
+    names = {str(x) for x in gold.free_symbols | target.free_symbols}
+    if "i" not in names or names - {"i"}:
+        return False
+    unit = {x: sympy.I for x in gold.free_symbols | target.free_symbols}
+    difference = sympy.expand(gold.subs(unit) - target.subs(unit))
+    return difference == 0
 
 
 def _sympy_numeric_equal(gold: object, target: object) -> bool:
@@ -418,6 +481,8 @@ def _sympy_numeric_equal(gold: object, target: object) -> bool:
         return False
     if not (gold.is_number and target.is_number):
         return False
+    if gold.is_rational and target.is_rational:
+        return False  # exact values: equal only exactly, and math-verify has already said they are not
     if any(v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) for v in (gold, target)):
         return False
     try:
