@@ -80,32 +80,62 @@ def _unwrap(s: str) -> str:
         inner = last_boxed(s)
         if inner is not None:
             s = inner
-    return s.strip().rstrip(".").strip()
+    return re.sub(r"(?<!\.)\.$", "", s.strip()).strip()  # a sentence's full stop, not an ellipsis
 
 
-def clean_math_answer(answer: str) -> str:
+def clean_math_answer(answer: str, strip_assignment: bool = True) -> str:
     """The answer with presentation removed but LaTeX structure kept (what the symbolic check parses).
 
     Drops wrappers, \\text{} units after a number, currency signs, degree marks, percent signs'
-    escaping, and "x =" in front of a single value.
+    escaping, and (unless `strip_assignment` is False) "x =" in front of a single value.
     """
     s = _unwrap(answer)
-    s = re.sub(r"\\(?:text|textbf|mathrm|mbox|textit)\s*\{\s*([^{}]*?)\s*\}", r" \1 ", s).strip()
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox|textit|mathcal|mathbf|mathit|operatorname)\s*\{\s*([^{}]*?)\s*\}",
+               r" \1 ", s).strip()
+    s = re.sub(r"\{\s+", "{", re.sub(r"\s+\}", "}", s))  # "\\frac{1}{\\mathrm{e}}" -> "\\frac{1}{e}", not "{ e }"
     s = re.sub(r"\s+(?=\^)", "", s)  # "\text{cm}^2" -> "cm^2", not "cm ^2"
     s = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", s)
     # Thin spaces between digit groups ("11,\\! 111", "10\\,000") separate thousands, not list items.
-    s = re.sub(r"(?<=\d)(,?)\s*\\[!,;:]\s*(?=\d{3}(?!\d))", r"\1", s)
+    s = re.sub(r"(?<=\d)(,?)\s*\\[,;:]\s*(?=\d{3}(?!\d))", r"\1", s)
+    s = re.sub(r"(?<=\d),?\s*\\!\s*(?=\d)", "", s)  # "\\!" only ever tightens digit groups (56,\\!01,\\!78)
     s = re.sub(r"(?<!\\)\\[!,;:]|(?<!\\)\\ (?=\S)|~", " ", s)
     s = re.sub(r"\\[dt]frac", r"\\frac", s)
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°|\s*\bdegrees?\b", "", s)
     s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r"^\+(?=\s*\d)", "", s.strip()).rstrip(",;").strip()  # "+11", "\\frac{1}{3},"
     s = re.sub(r"\{,\}", ",", s)
-    s = re.sub(r"^\s*(?:\\?[a-zA-Z]+(?:_\{?\w+\}?)?)\s*=\s*(?=[^=]+$)", "", s)  # "x = 3", "\theta = 3"
+    if strip_assignment:  # "x = 3", "x \\in [1,2]"
+        s = re.sub(r"^\s*(?:\\?[a-zA-Z]+(?:_\{?\w+\}?)?)\s*(?:=|\\in\b)\s*(?=[^=]+$)", "", s)
+    s = re.sub(r"(?<=\d)\s+(?:and|or)\s+(?=-?\d)", ", ", s)  # "12 and 13": two answers
+    s = re.sub(r"\s*\b(?:percent|per cent)$", "%", s)
+    s = _two_sided_inequality_as_interval(s)
+    s = _array_as_pmatrix(s)
     number = r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*\\?%)?"
-    unit_match = re.fullmatch(rf"({number})\s+{_UNIT_WORDS}", s.strip())
+    # A unit glued to its number must be a word ("10weeks"); "3ab" and "2x" are products.
+    unit_match = re.fullmatch(rf"({number})(?:\s+{_UNIT_WORDS}|[a-zA-Z]{{4,}})", s.strip())
     if unit_match:  # "10 cm", "5 dollars", "12 because ..." -- words after a number are units or prose
         s = unit_match.group(1)
     return " ".join(s.split())
+
+
+_BOUND = r"-?(?:\d+(?:\.\d+)?|\\infty|\\frac\{-?\d+\}\{\d+\})"
+_LESS = {"<": ("(", ")"), "\\lt": ("(", ")"), "\\le": ("[", "]"), "\\leq": ("[", "]"), "\\leqslant": ("[", "]"),
+         "≤": ("[", "]")}
+
+
+def _two_sided_inequality_as_interval(s: str) -> str:
+    """`-2 \\le x \\le 7` -> `[-2,7]`, `0 < x \\leq 1` -> `(0,1]`: the interval it describes."""
+    less = "|".join(re.escape(k) for k in sorted(_LESS, key=len, reverse=True))
+    m = re.fullmatch(rf"\s*({_BOUND})\s*({less})\s*[a-zA-Z]\s*({less})\s*({_BOUND})\s*", s)
+    if not m:
+        return s
+    return f"{_LESS[m.group(2)][0]}{m.group(1)},{m.group(4)}{_LESS[m.group(3)][1]}"
+
+
+def _array_as_pmatrix(s: str) -> str:
+    """`\\left[\\begin{array}{cc} 1 & 2 \\end{array}\\right]` is the matrix `\\begin{pmatrix} 1 & 2 \\end{pmatrix}`."""
+    m = re.fullmatch(r"\s*[\[(]?\s*\\begin\{array\}\{[^{}]*\}(.*)\\end\{array\}\s*[\])]?\s*", s, flags=re.DOTALL)
+    return f"\\begin{{pmatrix}}{m.group(1)}\\end{{pmatrix}}" if m else s
 
 
 def normalize_math(answer: str) -> str:
@@ -134,14 +164,16 @@ def normalize_math(answer: str) -> str:
 def _mixed_number_as_fraction(s: str) -> str:
     """"1 1/2", "1\\frac{1}{2}" and "-2 \\frac34" as one improper fraction; removing the space would
     otherwise read "1 1/2" as 11/2."""
-    m = re.fullmatch(r"(-?)(\d+)\s*(?:\\frac\s*\{?\s*(\d+)\s*\}?\s*\{?\s*(\d+)\s*\}?|\s(\d+)\s*/\s*(\d+))", s.strip())
+    m = re.fullmatch(r"(-?)(\d+)[ \t]*(?:\\frac\s*\{?\s*(\d+)\s*\}?\s*\{?\s*(\d+)\s*\}?|[ \t](\d+)\s*/\s*(\d+))"
+                     r"(\s*\\?%)?", s.strip())
     if not m:
         return s
     numerator, denominator = int(m.group(3) or m.group(5)), int(m.group(4) or m.group(6))
     if denominator == 0 or numerator >= denominator:
         return s
     value = int(m.group(2)) + Fraction(numerator, denominator)
-    return f"{m.group(1)}\\frac{{{value.numerator}}}{{{value.denominator}}}"
+    percent = "%" if m.group(7) else ""
+    return f"{m.group(1)}\\frac{{{value.numerator}}}{{{value.denominator}}}{percent}"
 
 
 def _as_number(normalized: str) -> tuple[Fraction, bool] | None:
@@ -281,7 +313,32 @@ def _numbers_match(pred: tuple[Fraction, bool], pred_places: int | None,
         if places and (pred_places is None or pred_places >= places):
             if abs(pred_reading - gt_reading) <= Fraction(1, 2 * 10 ** places):
                 return True
+        if places is None and pred_places and not _terminates(gt_reading) and _rounds_to(pred_reading, gt_reading,
+                                                                                            pred_places):
+            return True
     return False
+
+
+def _terminates(value: Fraction) -> bool:
+    """Whether a fraction has a finite decimal expansion (1/4 does, 1/3 does not)."""
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    return denominator == 1
+
+
+# A decimal stands for a value it cannot write exactly (1/3, sqrt(2), pi) only when it shows this many
+# significant digits: 0.3333 and 1.414 do, 0.33 and 3.1 do not.
+MIN_SIGNIFICANT_DIGITS = 4
+
+
+def _rounds_to(decimal: Fraction | float, exact: Fraction | float, places: int) -> bool:
+    """`decimal`, written with `places` digits after the point, is `exact` rounded or truncated there."""
+    digits = f"{abs(float(decimal)):.{places}f}".replace(".", "").lstrip("0")
+    if len(digits) < MIN_SIGNIFICANT_DIGITS:
+        return False
+    return abs(Fraction(decimal) - Fraction(exact)) <= Fraction(1, 10 ** places)
 
 
 def _shifted(places: int | None) -> int | None:
@@ -305,11 +362,18 @@ def _as_time(normalized: str) -> int | None:
 _INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf, "\\infinity": math.inf}
 
 
-def _element_value(text: str) -> Fraction | float | None:
+def _element_value(text: str) -> tuple[Fraction | float, int | None] | None:
+    """(value, decimal places) of one entry of a tuple, interval, set or matrix."""
     if text in _INFINITY:
-        return _INFINITY[text]
+        return _INFINITY[text], None
     number = _as_number(text)
-    return number[0] if number is not None and not number[1] else None
+    return (number[0], _decimal_places(text)) if number is not None and not number[1] else None
+
+
+def _entries_match(pred: tuple[Fraction | float, int | None], gt: tuple[Fraction | float, int | None]) -> bool:
+    if isinstance(pred[0], float) or isinstance(gt[0], float):  # infinities
+        return pred[0] == gt[0]
+    return _numbers_match((pred[0], False), pred[1], (gt[0], False), gt[1])
 
 
 def _as_structure(normalized: str) -> tuple[str, list[list[Fraction | float]]] | None:
@@ -340,10 +404,10 @@ def _structures_equal(pred: tuple[str, list], gt: tuple[str, list]) -> bool | No
         return None
     if kind_p == "set":
         left, right = sorted(rows_p[0]), sorted(rows_g[0])
-        return len(left) == len(right) and all(x == y for x, y in zip(left, right))
+        return len(left) == len(right) and all(_entries_match(x, y) for x, y in zip(left, right))
     if kind_p != kind_g or [len(r) for r in rows_p] != [len(r) for r in rows_g]:
         return False
-    return all(x == y for rp, rg in zip(rows_p, rows_g) for x, y in zip(rp, rg))
+    return all(_entries_match(x, y) for rp, rg in zip(rows_p, rows_g) for x, y in zip(rp, rg))
 
 
 def _text_answer(gt: str) -> str | None:
@@ -364,6 +428,8 @@ def quick_grade_math(pred: str | None, gt: str | None) -> Grade | None:
     norm_pred, norm_gt = normalize_math(str(pred)), normalize_math(str(gt))
     if norm_pred == norm_gt or (norm_pred.lower() == norm_gt.lower() and re.fullmatch(r"[A-Za-z]{2,}", norm_gt)):
         return Grade(True, REASON_STRING_MATCH)
+    if norm_pred.count("'") != norm_gt.count("'"):
+        return Grade(False, REASON_NOT_EQUAL)  # E' is not E: the parser would drop the prime
     words = _text_answer(str(gt))
     if words is not None:
         same = normalize_text(clean_math_answer(str(pred))) == words
@@ -378,8 +444,6 @@ def quick_grade_math(pred: str | None, gt: str | None) -> Grade | None:
     struct_pred, struct_gt = _as_structure(norm_pred), _as_structure(norm_gt)
     if struct_pred is not None and struct_gt is not None:
         verdict = _structures_equal(struct_pred, struct_gt)
-        if verdict is False and "." in norm_pred + norm_gt:
-            verdict = None  # rounded decimals in a tuple: the symbolic check compares them to 6 places
         if verdict is not None:
             return Grade(verdict, REASON_NUMERIC_EQUAL if verdict else REASON_NUMERIC_MISMATCH)
     return None
@@ -425,13 +489,13 @@ _TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)\b")
 _DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
 
 
-def symbolic_form(answer: str) -> str:
+def symbolic_form(answer: str, strip_assignment: bool = True) -> str:
     """The answer as LaTeX for math-verify: presentation removed, shorthand spelled out
     (`\\sqrt[3]2`, `\\sqrt2`, `\\frac12`), and degrees inside trigonometric functions in radians
     (elsewhere "30^\\circ" is just 30, as answers to "what angle" questions write it)."""
     if _TRIG.search(answer):
         answer = _DEGREES.sub(r"(\\frac{\1\\pi}{180})", answer)
-    s = clean_math_answer(answer)
+    s = clean_math_answer(answer, strip_assignment)
     s = re.sub(r"\\sqrt\s*(\[[^\]]*\])?\s*([0-9a-zA-Z])", r"\\sqrt\1{\2}", s)
     s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])", r"\\frac{\1}{\2}", s)
     return s
@@ -452,9 +516,17 @@ def _symbolic_equal(pred: str, gt: str) -> Grade:
         return Grade(False, REASON_PARSE_ERROR, f"math-verify could not parse the {which}")
     if verify(gold, target, timeout_seconds=None):
         return Grade(True, REASON_SYMBOLIC_EQUAL)
+    if "=" in pred and "=" in gt:
+        # Two equations of one line or curve ("y = -x/2 + 3/4" and "2x + 4y - 3 = 0"): compare them whole.
+        equations = (parse(f"${symbolic_form(gt, False)}$", parsing_timeout=None),
+                     parse(f"${symbolic_form(pred, False)}$", parsing_timeout=None))
+        if verify(*equations, timeout_seconds=None):
+            return Grade(True, REASON_SYMBOLIC_EQUAL)
     if _equal_with_imaginary_unit(gold[0], target[0]):
         return Grade(True, REASON_SYMBOLIC_EQUAL)
-    if _sympy_numeric_equal(gold[0], target[0]):
+    if _sympy_numeric_equal(gold[0], target[0], _decimal_places(normalize_math(pred))):
+        return Grade(True, REASON_NUMERIC_EQUAL)
+    if _number_lists_equal(gold[0], target[0], pred):
         return Grade(True, REASON_NUMERIC_EQUAL)
     return Grade(False, REASON_NOT_EQUAL)
 
@@ -473,8 +545,32 @@ def _equal_with_imaginary_unit(gold: object, target: object) -> bool:
     return difference == 0
 
 
-def _sympy_numeric_equal(gold: object, target: object) -> bool:
-    """Both values are plain numbers (pi, sqrt(2), 3.14159...) and agree to the numeric tolerance."""
+def _number_lists_equal(gold: object, target: object, pred: str) -> bool:
+    """Lists of numbers ("1/3, 1.732, 3.1416" against "\\frac13, \\sqrt3, \\pi"), entry by entry, each
+    decimal entry judged to its own precision; sets in order of value."""
+    import sympy
+
+    kinds = (sympy.FiniteSet, sympy.Tuple)
+    if not (isinstance(gold, kinds) and isinstance(target, kinds)) or type(gold) is not type(target):
+        return False
+    gold_items, target_items = list(gold.args), list(target.args)
+    texts = [t.strip() for t in re.split(r",(?![^{(\[]*[})\]])", clean_math_answer(pred))]
+    if not (len(gold_items) == len(target_items) == len(texts)) or not all(
+            isinstance(x, sympy.Expr) and x.is_number and x.is_real for x in gold_items + target_items):
+        return False
+    # The parser reorders a set's items: pair each item with the text it came from by value.
+    written = [(_as_number(normalize_math(t)), _decimal_places(normalize_math(t))) for t in texts]
+    places = {item: next((p for number, p in written if number and float(number[0]) == float(item)), None)
+              for item in target_items}
+    if isinstance(gold, sympy.FiniteSet):
+        gold_items = sorted(gold_items, key=lambda x: float(x))
+        target_items = sorted(target_items, key=lambda x: float(x))
+    return all(g == t or _sympy_numeric_equal(g, t, places.get(t)) for g, t in zip(gold_items, target_items))
+
+
+def _sympy_numeric_equal(gold: object, target: object, target_places: int | None = None) -> bool:
+    """Both values are plain numbers (pi, sqrt(2), 3.14159...) and agree to the numeric tolerance, or the
+    prediction is a decimal of `target_places` places that is the reference rounded or truncated there."""
     import sympy
 
     if not (isinstance(gold, sympy.Expr) and isinstance(target, sympy.Expr)):
@@ -489,7 +585,11 @@ def _sympy_numeric_equal(gold: object, target: object) -> bool:
         a, b = complex(sympy.N(gold, 20)), complex(sympy.N(target, 20))
     except (TypeError, ValueError):
         return False
-    return abs(a - b) <= _NUMERIC_REL_TOL * max(abs(a), abs(b)) + 1e-12
+    if abs(a - b) <= _NUMERIC_REL_TOL * max(abs(a), abs(b)) + 1e-12:
+        return True
+    if target_places and a.imag == 0 and b.imag == 0:
+        return _rounds_to(Fraction(str(sympy.Float(target, 30))), Fraction(str(sympy.N(gold, 30))), target_places)
+    return False
 
 
 _EXPONENT = re.compile(r"\^\s*(?:\{((?:[^{}]|\{[^{}]*\})*)\}|(\d+))")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from data.answer_format import balanced_group_end
 
 # A number as people write it: thousands separators, decimals, simple fractions, a leading $ sign.
-NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+"
+# A mixed number ("1 1/2") is one number, not 1 followed by 1/2.
+NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?: \d+/\d+(?![\d.])|(?:\.\d+)?(?:/\d+)?)|-?\.\d+"
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*(\{|\s+(?=[^\s{]))")
 # "answer is", "Answer:", "**Final Answer:**", "answer =" -- but not "to answer this" or "answers".
@@ -77,9 +78,11 @@ def _stated_value(text: str, pos: int) -> tuple[str, int] | None:
     """What follows an "answer is" at `pos`: a math span, or words up to the end of the sentence."""
     if text.startswith(("\\boxed", "\\fbox"), pos):
         return None  # the box itself is a statement, found by _boxes
+    while text.startswith(('\\"', '"', "'", "`"), pos):
+        pos += 2 if text.startswith('\\"', pos) else 1
     span = _span_at(text, pos)
     if span:
-        return span
+        return _joined_spans(text, span)
     match = re.compile(r"(.+?)(?=\.\s|\.?\s*$|\n)", re.MULTILINE).match(text, pos)
     if not match:
         return None
@@ -89,6 +92,18 @@ def _stated_value(text: str, pos: int) -> tuple[str, int] | None:
 
 def _word_count(value: str) -> int:
     return len(_WORD.findall(re.sub(r"\$[^$]*\$|\\\(.*?\\\)", " ", value)))
+
+
+def _joined_spans(text: str, first: tuple[str, int]) -> tuple[str, int]:
+    """"$12$ and $13$", "$x=1$, $x=2$": spans joined by and/or/commas state one answer together."""
+    values, end = [first[0]], first[1]
+    while True:
+        joiner = re.compile(r"\s*(?:,|,?\s*and|,?\s*or)\s*").match(text, end)
+        following = _span_at(text, joiner.end()) if joiner else None
+        if not following:
+            return ", ".join(values), end
+        values.append(following[0])
+        end = following[1]
 
 
 def _main_value(value: str) -> str | None:
@@ -114,13 +129,20 @@ def _answer_statements(text: str) -> list[_Statement]:
 
 
 def _last_equation_side(latex: str) -> str:
-    """`3^2 = 9` -> `9`; a single variable's value (`x = 5`) is kept for the normaliser to unwrap."""
-    if re.search(r"\\begin\{|,|;", latex):
+    """`2 + 3 = 5 = 5` -> `5`: of a chain of equalities the last side is the result; a single equation
+    (`x = 5`, `x^2/16 + y^2/12 = 1/4`) may itself be the answer and is kept."""
+    sides, depth, start = [], 0, 0
+    for i, ch in enumerate(latex):
+        depth += {"{": 1, "}": -1, "(": 1, ")": -1}.get(ch, 0)
+        if ch == "=" and depth == 0 and latex[i - 1:i] not in ("<", ">", "!", "\\") and latex[i + 1:i + 2] != "=":
+            sides.append(latex[start:i])
+            start = i + 1
+    sides.append(latex[start:])
+    if len(sides) < 2 or re.search(r"\\begin\{|[,;]", latex):
         return latex
-    sides = re.split(r"(?<![<>!\\])=(?!=)", latex)
-    if len(sides) < 2:
-        return latex
-    if len(sides) == 2 and re.fullmatch(r"\s*\\?[A-Za-z]+(?:_\{?\w+\}?)?\s*", sides[0]):
+    # "x = 5" and "x^2/16 + y^2/12 = 1/4" may be answers as written; "1/2 = 10/9"-like chains with no
+    # variable on the left, or three or more sides, state their result last.
+    if len(sides) == 2 and re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", sides[0])):
         return latex
     return sides[-1].strip()
 
@@ -133,7 +155,7 @@ def _rightmost_math(text: str) -> str | None:
             content = match.group(1).strip()
             if content:
                 candidates.append((match.end(), match.end() - match.start(), _last_equation_side(content)))
-    for match in re.finditer(NUMBER, text):
+    for match in re.finditer(rf"(?<![A-Za-z_])(?:{NUMBER})", text):  # not the 2 of "AZYUK2A"
         candidates.append((match.end(), match.end() - match.start(), match.group(0).replace("$", "")))
     if not candidates:
         return None
@@ -163,4 +185,24 @@ def extract_math_answer(text: str | None) -> str | None:
             return _join_final_boxes([b for b in boxes if b.start <= last.start], text)
         inner_boxes = [b for b in boxes if last.start <= b.start < last.end]
         return inner_boxes[-1].value if inner_boxes else last.value
+    if _is_bare_expression(text):
+        return _last_equation_side(_strip_delimiters(text))
     return _rightmost_math(text)
+
+
+def _is_bare_expression(text: str) -> bool:
+    """A response that is only an answer ("\\frac{10}{9}", "4 4/9", "(x-2)(x+2)", "28%"), not prose
+    ("Special matrix: $...$") and not a run of separate numbers ("4 4/9 2", where the last one is meant)."""
+    text = text.strip()
+    if len(text) > 200 or re.search(r"[.!?]\s+\w", text) or ("\n" in text and "\\begin{" not in text):
+        return False
+    words = {w.lower() for w in _WORD.findall(re.sub(r"\\(?:begin|end)\{[^{}]*\}|\\[A-Za-z]+", " ", text))}
+    if words - {"and", "or", "percent"}:
+        return False
+    return not (re.fullmatch(r"[\d/.\s]+", text) and len(text.split()) > 2)
+
+
+def _strip_delimiters(text: str) -> str:
+    text = text.strip().rstrip(".").strip()
+    span = _span_at(text, 0)
+    return span[0] if span and span[1] == len(text) else text
