@@ -10,6 +10,7 @@ import logging
 import sys
 
 from engine import EngineArgs, EngineError, add_engine_args, build_engine
+from engine.args import parse_args_with_explicit
 from methods import REGISTRY, ConfigError, UnknownMethodError, get_method_class
 from methods.runner import default_output_path, model_label, run_method
 
@@ -88,7 +89,7 @@ class UserError(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args_with_explicit(build_parser(), argv)  # flags given for another backend are warned about
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     from data.errors import DataError

@@ -2,11 +2,34 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from engine.base import Engine, EngineError, SamplingParams
 
+logger = logging.getLogger(__name__)
+
 BACKENDS = ("hf", "vllm", "openai")
+# Flags read by some backends only; any flag not named here (sampling, seed, model, concurrency) serves all.
+BACKEND_FLAGS: dict[str, tuple[str, ...]] = {
+    "device": ("hf",),
+    "max_batch_size": ("hf",),
+    "batch_wait_ms": ("hf",),
+    "tensor_parallel_size": ("vllm",),
+    "gpu_memory_utilization": ("vllm",),
+    "max_model_len": ("vllm",),
+    "enforce_eager": ("vllm",),
+    "model_api_config": ("openai",),
+    "request_timeout": ("openai",),
+    "max_retries": ("openai",),
+    # The server loads the model for the openai backend: these say nothing to it.
+    "dtype": ("hf", "vllm"),
+    "trust_remote_code": ("hf", "vllm"),
+}
+# Where parse_args_with_explicit leaves the names of the options the command line gave.
+EXPLICIT_ATTR = "explicit_flags"
 
 
 @dataclass
@@ -35,13 +58,31 @@ class EngineArgs:
     max_concurrency: int = 256
     request_timeout: float = 600.0
     max_retries: int = 5
+    # Options the user gave on the command line (dest names), even at their default values: a flag
+    # given for another backend is warned about. Empty when not parsed with parse_args_with_explicit.
+    explicit_flags: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> EngineArgs:
         values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+        values["explicit_flags"] = frozenset(getattr(ns, EXPLICIT_ATTR, ()))
         if getattr(ns, "use_vllm", False):
+            backend = values.get("backend", cls.backend)
+            if backend != "vllm" and (backend != cls.backend or "backend" in values["explicit_flags"]):
+                raise EngineError(f"--use_vllm (an alias for --backend vllm) conflicts with --backend {backend}; "
+                                  "give one of them")
             values["backend"] = "vllm"
         return cls(**values)
+
+    def unused_flags(self) -> list[str]:
+        """One line for each flag given explicitly that the chosen backend does not read."""
+        lines = []
+        for name in sorted(self.explicit_flags & set(BACKEND_FLAGS)):
+            owners = BACKEND_FLAGS[name]
+            if self.backend not in owners:
+                lines.append(f"--{name} is a flag of the {' and '.join(owners)} backend{'s' * (len(owners) > 1)}; "
+                             f"it does nothing with --backend {self.backend}")
+        return lines
 
     def sampling_defaults(self) -> SamplingParams:
         return SamplingParams(
@@ -95,6 +136,25 @@ def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args_with_explicit(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, plus the set of options the command line gave in `ns.explicit_flags`.
+
+    A second parse starts from a namespace where every option holds a sentinel: argparse only fills
+    defaults into attributes that are missing, so whatever is no longer the sentinel was typed, even a
+    value equal to the default (abbreviations and `--flag=value` included). Errors exit in the first parse.
+    """
+    ns = parser.parse_args(argv)
+    # A fresh object per option, compared by identity: store actions replace it, append/extend actions
+    # copy it (so a list), count actions add to it (so None, which they read as 0).
+    sentinels: dict[str, Any] = {}
+    for action in parser._actions:
+        if action.dest != argparse.SUPPRESS:
+            sentinels[action.dest] = None if isinstance(action, argparse._CountAction) else []
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**sentinels))
+    setattr(ns, EXPLICIT_ATTR, frozenset(d for d, unset in sentinels.items() if getattr(probe, d) is not unset))
+    return ns
+
+
 def resolve_model_name(model_name: str | None) -> str:
     if model_name:
         return model_name
@@ -104,7 +164,12 @@ def resolve_model_name(model_name: str | None) -> str:
 
 
 def build_engine(args: EngineArgs) -> Engine:
-    """Instantiate the backend named in `args` (imported lazily: vLLM and openai are optional)."""
+    """Instantiate the backend named in `args` (imported lazily: vLLM and openai are optional).
+
+    Flags given for another backend are logged as warnings here, so every entrypoint reports them.
+    """
+    for line in args.unused_flags():
+        logger.warning(line)
     model_name = resolve_model_name(args.model_name) if args.backend != "openai" else args.model_name
     if args.backend == "openai" and not model_name:
         raise EngineError("--model_name is required with --backend openai (it selects endpoints in --model_api_config)")

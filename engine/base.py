@@ -13,7 +13,14 @@ Messages = Sequence[Message]
 
 
 class EngineError(RuntimeError):
-    """A backend failure the user must fix (unreachable endpoint, missing package, bad model path)."""
+    """A backend failure the user must fix (unreachable endpoint, missing package, bad model path): ends the run."""
+
+
+class RequestError(Exception):
+    """One request the backend refused or could not finish (e.g. a prompt too long for the context).
+
+    Not an EngineError: it fails the sample that sent it, and the run goes on with the others.
+    """
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,12 @@ BatchKey = tuple[float, float, int, tuple[str, ...]]
 
 @dataclass
 class _Request:
-    messages: list[Message]
+    """A chat (`messages`) or a raw-prompt completion (`prompt`); both kinds share batches."""
+
+    messages: list[Message] | None
     params: SamplingParams
     future: asyncio.Future
+    prompt: str | None = None
     key: BatchKey = field(init=False)
 
     def __post_init__(self) -> None:
@@ -125,10 +128,16 @@ class HFEngine(Engine):
                 torch.cuda.empty_cache()
 
     async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
+        return await self._submit(messages, None, params)
+
+    async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
+        return await self._submit(None, prompt, params)
+
+    async def _submit(self, messages: list[Message] | None, prompt: str | None, params: SamplingParams) -> ChatResult:
         if self.model is None:
             await self.start()
         assert self._queue is not None
-        request = _Request(messages, params, asyncio.get_running_loop().create_future())
+        request = _Request(messages, params, asyncio.get_running_loop().create_future(), prompt=prompt)
         await self._queue.put(request)
         return await request.future
 
@@ -192,12 +201,10 @@ class HFEngine(Engine):
 
         params = batch[0].params
         tokenizer, model = self.tokenizer, self.model
-        prompts: list[str] = []
+        rows: list[list[int]] = []
         for request in batch:
-            prompt = tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
-            prompts.extend([prompt] * request.rows)
-        # The chat template already wrote any BOS token, so the tokenizer must not add another.
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            rows.extend([self._prompt_ids(request)] * request.rows)
+        encoded = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(self.device)
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         stop = list(params.stop or ())
         kwargs: dict[str, Any] = {
@@ -211,7 +218,7 @@ class HFEngine(Engine):
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=None)
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tokenizer)
-        self.batch_sizes.append(len(prompts))
+        self.batch_sizes.append(len(rows))
         with torch.inference_mode(), self._random_stream(sampled=not params.greedy):
             output = model.generate(**encoded, **kwargs)
         generated = output[:, encoded["input_ids"].shape[1]:].tolist()
@@ -232,6 +239,16 @@ class HFEngine(Engine):
                                       completion_tokens=completion, finish_reasons=reasons))
             row += request.rows
         return results
+
+    def _prompt_ids(self, request: _Request) -> list[int]:
+        """Token ids of one request's prompt, before padding."""
+        if request.prompt is not None:
+            # A raw prompt is tokenized as the tokenizer does by default (BOS added where it adds one),
+            # the input a base model saw in training.
+            return self.tokenizer(request.prompt)["input_ids"]
+        text = self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+        # The chat template already wrote any BOS token, so the tokenizer must not add another.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _finish(self, ids: list[int], stop: list[str], max_tokens: int) -> tuple[str, str, int]:
         """Text, finish reason and completion token count of one generated row (padding excluded)."""

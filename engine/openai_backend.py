@@ -2,7 +2,8 @@
 
 Endpoints come from a YAML file (see configs/model_api_config.yaml). Retries with exponential backoff
 on 408/409/429/5xx, connection errors and timeouts are the `openai` client's own (`max_retries`);
-it also honours a server's `Retry-After` / `retry-after-ms` header.
+it also honours a server's `Retry-After` / `retry-after-ms` header. What still fails after that is
+classified (`_classify`): a RequestError fails one sample, an EngineError ends the run.
 """
 from __future__ import annotations
 
@@ -16,24 +17,31 @@ import openai
 import yaml
 
 from engine.args import EngineArgs
-from engine.base import ChatResult, Engine, EngineError, Message, SamplingParams
+from engine.base import ChatResult, Engine, EngineError, Message, RequestError, SamplingParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ENDPOINT_KEYS = ("model_name", "base_url", "api_key_env")
+ENDPOINT_KEYS = ("model_name", "base_url", "api_key_env", "per_request_seed")
 # vLLM and most local servers accept any key; the client refuses to start without one.
 PLACEHOLDER_API_KEY = "EMPTY"
 # start() must fail fast on a dead endpoint, not sit through the request timeout and retries.
 START_CHECK_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
+# HTTP statuses about one request's content (a prompt too long for the context, a bad parameter value):
+# they fail that sample only, with the server's message in its record.
+REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One server that serves `model_name`; `api_key_env` names the env var holding its key (None: no key)."""
+    """One server that serves `model_name`; `api_key_env` names the env var holding its key (None: no key).
+
+    `per_request_seed` False: requests carry no `seed` (a CPU `vllm serve` dies on seeded sampling).
+    """
 
     model_name: str
     base_url: str
     api_key_env: str | None = None
+    per_request_seed: bool = True
 
 
 def resolve_config_path(path: str | os.PathLike[str]) -> Path:
@@ -77,8 +85,11 @@ def load_endpoints(path: str | os.PathLike[str]) -> list[Endpoint]:
         api_key_env = entry.get("api_key_env")
         if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env.strip()):
             raise EngineError(f"{where}: 'api_key_env' must be the name of an environment variable")
+        per_request_seed = entry.get("per_request_seed", True)
+        if not isinstance(per_request_seed, bool):
+            raise EngineError(f"{where}: 'per_request_seed' must be true or false, got {per_request_seed!r}")
         endpoints.append(Endpoint(entry["model_name"].strip(), entry["base_url"].strip().rstrip("/"),
-                                  api_key_env.strip() if api_key_env else None))
+                                  api_key_env.strip() if api_key_env else None, per_request_seed))
     return endpoints
 
 
@@ -104,7 +115,7 @@ class _Slot:
 
 
 class OpenAIEngine(Engine):
-    """Chat through one or more OpenAI-compatible endpoints with bounded concurrency and client retries."""
+    """Chat and text completion through OpenAI-compatible endpoints, bounded concurrency, client retries."""
 
     backend_name = "openai"
 
@@ -183,9 +194,20 @@ class OpenAIEngine(Engine):
             raise EngineError(f"openai endpoint {url} does not serve model {self.model_name!r}; it serves: {shown}")
 
     async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
+        response = await self._send("chat", {"messages": messages}, params)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        return _result(response, [c.message.content or "" for c in choices], choices)
+
+    async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
+        response = await self._send("completion", {"prompt": prompt}, params)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        return _result(response, [c.text or "" for c in choices], choices)
+
+    async def _send(self, kind: str, payload: dict[str, Any], params: SamplingParams) -> Any:
+        """One request (`kind` chat or completion) on the least-loaded endpoint, errors classified."""
         request: dict[str, Any] = {
             "model": self.model_name,
-            "messages": messages,
+            **payload,
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
@@ -193,30 +215,52 @@ class OpenAIEngine(Engine):
         }
         if params.stop:
             request["stop"] = list(params.stop)
-        if params.seed is not None:
-            request["seed"] = params.seed
-        failure = None
+        failure: Exception | None = None
         async with self._semaphore:
             slot = self._pick_slot()
+            # The seed is per endpoint: one that cannot take seeded requests gets none (it is seeded once).
+            if params.seed is not None and slot.endpoint.per_request_seed:
+                request["seed"] = params.seed
             slot.in_flight += 1
             try:
-                response = await slot.client.chat.completions.create(**request)
+                api = slot.client.chat.completions if kind == "chat" else slot.client.completions
+                response = await api.create(**request)
             except openai.APIError as err:
-                failure = (f"openai endpoint {slot.endpoint.base_url} failed for model "
-                           f"{self.model_name}: {self._describe(err)}")
+                failure = self._classify(err, slot)
             finally:
                 slot.in_flight -= 1
         if failure:
-            raise EngineError(failure)
-        choices = sorted(response.choices, key=lambda c: c.index)
-        usage = response.usage
-        return ChatResult(
-            texts=[c.message.content or "" for c in choices],
-            prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            completion_tokens=(usage.completion_tokens or 0) if usage else 0,
-            finish_reasons=[c.finish_reason or "" for c in choices],
-        )
+            # Raised outside the except block so no chained exception carries the server's raw reply.
+            raise failure
+        return response
+
+    def _classify(self, err: openai.APIError, slot: _Slot) -> Exception:
+        """A RequestError fails one sample; an EngineError (the server or the setup is unusable) ends the run.
+
+        The client has already retried 408/409/429/5xx, connection errors and timeouts by then.
+        """
+        message = f"openai endpoint {slot.endpoint.base_url} failed for model {self.model_name}: {self._describe(err)}"
+        if isinstance(err, openai.APITimeoutError):
+            # A request that times out on every retry is most often that request's own long generation
+            # (or its place behind a long queue); a dead server refuses connections, which stays fatal.
+            return RequestError(message)
+        if isinstance(err, openai.APIStatusError) and err.status_code in REQUEST_ERROR_STATUSES:
+            return RequestError(message)
+        # Connection refused, 401/403 (key), 404 (model or URL), 429 after retries (quota or rate limit)
+        # and 5xx after retries (the server keeps failing) would fail every later request too: stop the
+        # run with one line; rerunning the same command resumes where it stopped.
+        return EngineError(message)
 
     async def close(self) -> None:
         """Close every endpoint's HTTP client."""
         await asyncio.gather(*(slot.client.close() for slot in self._slots))
+
+
+def _result(response: Any, texts: list[str], choices: list[Any]) -> ChatResult:
+    usage = response.usage
+    return ChatResult(
+        texts=texts,
+        prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+        completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+        finish_reasons=[c.finish_reason or "" for c in choices],
+    )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class Turn:
     answer: str | None
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str | None = None  # "stop" or "length" (cut off by max_tokens); None until the call returns
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +65,39 @@ def final_solution(traj: Trajectory, response: str, answer: str | None, info: di
     return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
 
 
+class TurnLog:
+    """Every turn of every Trajectory made in one scope (one sample's solve), in call order.
+
+    When solve raises (one request refused), the driver still has the turns that got a result.
+    """
+
+    def __init__(self) -> None:
+        self._turns: list[Turn] = []
+        self._answered: set[int] = set()
+
+    def reserve(self, turn: Turn) -> None:
+        self._turns.append(turn)
+
+    def answered(self, turn: Turn) -> None:
+        self._answered.add(id(turn))
+
+    def completed_turns(self) -> list[Turn]:
+        """The turns that got a result, in call order (a call still in flight or failed is left out)."""
+        return [t for t in self._turns if id(t) in self._answered]
+
+
+# Like engine.base's usage meter: the driver opens a log per sample task, and every Trajectory that
+# the sample's solve makes (in that task or its subtasks) writes to it, so methods pass nothing extra.
+_current_turn_log: contextvars.ContextVar[TurnLog | None] = contextvars.ContextVar("agentark_turns", default=None)
+
+
+def track_turns() -> TurnLog:
+    """Start a fresh turn log for the current task; Trajectories made later in it record into it."""
+    log = TurnLog()
+    _current_turn_log.set(log)
+    return log
+
+
 class Trajectory:
     """Records every engine call of one sample, in call order, with its extracted answer.
 
@@ -74,6 +109,7 @@ class Trajectory:
         self.task_type = task_type
         self.choices = list(choices) if choices else None
         self.turns: list[Turn] = []
+        self._log = _current_turn_log.get()
 
     def extract(self, text: str) -> str | None:
         """The answer stated in `text`, read as this sample's task type (and options, if any) demands."""
@@ -85,16 +121,22 @@ class Trajectory:
         turn = Turn(agent=agent, role=role, round=round, messages=[dict(m) for m in messages],
                     text="", answer=None, prompt_tokens=0, completion_tokens=0)
         self.turns.append(turn)
+        if self._log is not None:
+            self._log.reserve(turn)
         return turn
 
     def _fill(self, turn: Turn, result: ChatResult, extract: bool) -> Turn:
         turn.text = result.text
         turn.prompt_tokens = result.prompt_tokens
         turn.completion_tokens = result.completion_tokens
+        turn.finish_reason = result.finish_reasons[0] if result.finish_reasons else None
         if extract:
             turn.answer = self.extract(result.text)
         if len(result.texts) > 1:
             turn.extra["texts"] = list(result.texts)
+            turn.extra["finish_reasons"] = list(result.finish_reasons)
+        if self._log is not None:
+            self._log.answered(turn)
         return turn
 
     async def chat(self, messages: Messages, *, agent: int = 0, role: str = "agent", round: int = 0,
@@ -116,9 +158,12 @@ class Trajectory:
         shared_seed = sampling.pop("seed", None)
         seeds = list(seeds) if seeds is not None else [shared_seed] * len(conversations)
         turns = [self._reserve(a, r, round, m) for a, r, m in zip(agents, roles, conversations)]
-        results = await asyncio.gather(*(self.llm.chat(m, seed=seed, **sampling)
-                                         for m, seed in zip(conversations, seeds)))
-        return [self._fill(t, r, extract) for t, r in zip(turns, results)]
+
+        async def call(turn: Turn, messages: Messages, seed: int | None) -> Turn:
+            # Filled as each result arrives: if a sibling call fails, the finished ones still count.
+            return self._fill(turn, await self.llm.chat(messages, seed=seed, **sampling), extract)
+
+        return list(await asyncio.gather(*(call(t, m, s) for t, m, s in zip(turns, conversations, seeds))))
 
 
 @dataclass

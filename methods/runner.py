@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from data.schema import Sample
 from engine.base import Engine, EngineError, track_usage
-from methods.base import Method, Solution
+from methods.base import Method, Solution, Turn, track_turns
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,13 @@ class RunSummary:
 
 
 def build_record(sample: Sample, method: Method, model: str, solution: Solution | None,
-                 usage: dict[str, int], latency_s: float, error: str | None = None) -> dict[str, Any]:
-    """One inference record in design.md's format (sample fields first, `error` only on failure)."""
+                 usage: dict[str, int], latency_s: float, error: str | None = None,
+                 partial_turns: list[Turn] | None = None) -> dict[str, Any]:
+    """One inference record in design.md's format (sample fields first, `error` only on failure).
+
+    A failed sample has no solution; its record keeps `partial_turns`, the calls that got a result.
+    """
+    turns = solution.trajectory if solution else (partial_turns or [])
     record = sample.to_dict()
     record.update(
         method=method.name,
@@ -51,7 +56,9 @@ def build_record(sample: Sample, method: Method, model: str, solution: Solution 
         config=method.config.to_dict(),
         response=solution.response if solution else None,
         answer=solution.answer if solution else None,
-        trajectory=[turn.to_dict() for turn in solution.trajectory] if solution else [],
+        trajectory=[turn.to_dict() for turn in turns],
+        # Answers cut off by --model_max_tokens: the eval CLIs and report show these counts.
+        num_truncated_turns=sum(turn.finish_reason == "length" for turn in turns),
         token_stats={model: usage},
         latency_s=round(latency_s, 3),
     )
@@ -67,8 +74,9 @@ async def run_method(method: Method, engine: Engine, samples: Iterable[Sample], 
                      progress: bool = True) -> RunSummary:
     """Solve every sample with up to `max_concurrency` in flight, appending each record as it finishes.
 
-    `store` is a data.records.RecordStore (anything with `append(dict)`). A sample whose solve raises is
-    written with `error` so the run goes on; an EngineError (the backend itself is unusable) stops the run.
+    `store` is a data.records.RecordStore (anything with `append(dict)`). A sample whose solve raises
+    (e.g. engine.base.RequestError: the server refused one request) is written with `error` and the
+    turns it completed, so the run goes on; an EngineError (the backend itself is unusable) stops the run.
     """
     todo = list(samples)
     summary = RunSummary(total=len(todo))
@@ -93,6 +101,7 @@ async def run_method(method: Method, engine: Engine, samples: Iterable[Sample], 
             except asyncio.QueueEmpty:
                 return
             usage = track_usage()
+            turn_log = track_turns()
             t0 = time.perf_counter()
             solution, error = None, None
             try:
@@ -100,10 +109,11 @@ async def run_method(method: Method, engine: Engine, samples: Iterable[Sample], 
             except EngineError:
                 raise
             except Exception as exc:  # a failed sample is recorded and retried later, not fatal
-                error = f"{type(exc).__name__}: {exc}"
+                error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line in the record
                 logger.debug("sample %s failed:\n%s", sample.id, traceback.format_exc())
             record = build_record(sample, method, model, solution, usage.as_dict(),
-                                  time.perf_counter() - t0, error)
+                                  time.perf_counter() - t0, error,
+                                  partial_turns=turn_log.completed_turns() if error is not None else None)
             store.append(record)
             if error is None:
                 summary.done += 1

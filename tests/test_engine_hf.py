@@ -212,3 +212,50 @@ async def test_bad_model_path_is_a_one_line_engine_error(tmp_path):
 async def test_bad_dtype_is_an_engine_error(tiny_model_path):
     with pytest.raises(EngineError, match="--dtype"):
         await make_engine(tiny_model_path, dtype="float99").start()
+
+
+@pytest.fixture(scope="module")
+def bos_model_path(sharp_model_path, tmp_path_factory) -> str:
+    """The sharp model with a tokenizer that adds BOS by default, as Llama's and many base models' do."""
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = AutoTokenizer.from_pretrained(sharp_model_path)
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single=f"{bos[0]} $A", special_tokens=[bos])
+    out = tmp_path_factory.mktemp("bos_model")
+    AutoModelForCausalLM.from_pretrained(sharp_model_path).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+async def test_complete_tokenizes_the_raw_prompt_with_bos_and_equals_generate(bos_model_path):
+    tokenizer = AutoTokenizer.from_pretrained(bos_model_path)
+    model = AutoModelForCausalLM.from_pretrained(bos_model_path).to(DEVICE)
+    expected = []
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt, return_tensors="pt").to(DEVICE)
+        assert ids["input_ids"][0, 0].item() == tokenizer.bos_token_id
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+        expected.append((tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True),
+                         ids["input_ids"].shape[1]))
+    async with make_engine(bos_model_path) as engine:
+        usage = track_usage()
+        results = await asyncio.gather(*(engine.complete(p) for p in PROMPTS))
+    assert engine.batch_sizes == [3]  # raw prompts batch like chats
+    assert [(r.text, r.prompt_tokens) for r in results] == expected
+    assert all(r.finish_reasons[0] in ("stop", "length") for r in results)
+    assert usage.num_llm_calls == 3 and usage.prompt_tokens == sum(length for _, length in expected)
+
+
+async def test_chat_and_raw_prompts_share_a_batch_without_changing_results(bos_model_path):
+    async with make_engine(bos_model_path) as engine:
+        alone_chat = await engine.chat(user(PROMPTS[0]))
+        alone_raw = await engine.complete(PROMPTS[1])
+        mixed_chat, mixed_raw = await asyncio.gather(engine.chat(user(PROMPTS[0])), engine.complete(PROMPTS[1]))
+    assert engine.batch_sizes == [1, 1, 2]
+    assert (mixed_chat.text, mixed_chat.prompt_tokens) == (alone_chat.text, alone_chat.prompt_tokens)
+    assert (mixed_raw.text, mixed_raw.prompt_tokens) == (alone_raw.text, alone_raw.prompt_tokens)
+    # The chat template writes its own BOS: the chat prompt must not get a second one.
+    tokenizer = AutoTokenizer.from_pretrained(bos_model_path)
+    template = tokenizer.apply_chat_template(user(PROMPTS[0]), tokenize=False, add_generation_prompt=True)
+    assert alone_chat.prompt_tokens == len(tokenizer(template, add_special_tokens=False)["input_ids"])

@@ -12,7 +12,8 @@ from methods import ConfigError, get_method_class
 
 QUESTION = Sample(id="q1", query="Tom has 2 apples and buys 3 more. How many apples does he have?", gt="5",
                   source="test")
-TURN_FIELDS = {"agent", "role", "round", "messages", "text", "answer", "prompt_tokens", "completion_tokens"}
+TURN_FIELDS = {"agent", "role", "round", "messages", "text", "answer", "prompt_tokens", "completion_tokens",
+               "finish_reason"}
 
 
 class InFlightEngine(ScriptedEngine):
@@ -53,6 +54,7 @@ def assert_usage_matches(solution, usage):
     assert usage.completion_tokens == sum(t.completion_tokens for t in turns) > 0
     for turn in turns:
         assert TURN_FIELDS <= set(turn.to_dict())
+        assert turn.finish_reason in ("stop", "length")
 
 
 # ---------------------------------------------------------------- cot
@@ -288,6 +290,9 @@ async def test_cot_and_debate_run_on_the_tiny_hf_model(tiny_model_path):
         turns = solution.trajectory
         assert [(t.round, t.agent) for t in turns] == [(0, 0), (0, 1), (1, 0), (1, 1)]
         assert all(0 < t.completion_tokens <= 16 for t in turns)
+        # A turn cut off by max_tokens says so; one that ended sooner stopped by itself.
+        assert all(t.completion_tokens == 16 if t.finish_reason == "length" else t.finish_reason == "stop"
+                   for t in turns)
         assert turns[2].messages[1] == {"role": "assistant", "content": turns[0].text}  # its own answer
         assert turns[1].text.strip() in turns[2].messages[-1]["content"]  # its peer's answer
         assert turns[2].prompt_tokens > turns[0].prompt_tokens  # the conversation grew

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from data.schema import Sample
-from engine.base import EngineError
+from engine.base import ChatResult, EngineError, RequestError, SamplingParams
 from engine.scripted_backend import ScriptedEngine
 from methods.base import Method, Solution
 from methods.runner import default_output_path, model_label, run_method
@@ -79,6 +79,7 @@ async def test_failed_sample_is_recorded_and_run_goes_on():
     assert summary.failed == 1 and summary.failed_ids == ["bad"] and summary.done == 3
     bad = next(r for r in store.records if r["id"] == "bad")
     assert bad["error"] == "ValueError: could not parse" and bad["trajectory"] == []
+    assert bad["num_truncated_turns"] == 0
     assert all("error" not in r for r in store.records if r["id"] != "bad")
 
 
@@ -98,3 +99,66 @@ def test_output_path_names(tmp_path):
     assert model_label(str(local)) == "my-model"
     path = default_output_path("results", "GSM8K", "Qwen/Qwen3-8B", "llm_debate")
     assert str(path) == "results/GSM8K/Qwen/Qwen3-8B/llm_debate_infer.jsonl"
+
+
+class TwoRoundMethod(Method):
+    """Two agents, two rounds; the scripted engine refuses round-1 calls of agent 1 on samples marked 'long'."""
+
+    name = "two_round"
+
+    async def solve(self, sample):
+        traj = self.trajectory()
+        for round_index in range(2):
+            conversations = [[{"role": "user", "content": f"{sample.query} round {round_index} agent {agent}"}]
+                             for agent in range(2)]
+            turns = await traj.chat_many(conversations, round=round_index)
+        return Solution(response=turns[0].text, answer=turns[0].answer, trajectory=traj.turns)
+
+
+def refuse_long_round_1_agent_1(messages, params):
+    content = messages[-1]["content"]
+    if "long" in content and "round 1 agent 1" in content:
+        raise RequestError("openai endpoint http://x/v1 failed for model m: HTTP 400: prompt is too long")
+    return "the answer is \\boxed{4}"
+
+
+async def test_request_error_fails_one_sample_and_keeps_its_completed_turns():
+    engine = ScriptedEngine(refuse_long_round_1_agent_1)
+    data = [Sample(id="ok1", query="short", gt="4", source="t"), Sample(id="bad", query="long", gt="4", source="t"),
+            Sample(id="ok2", query="short", gt="4", source="t")]
+    store = ListStore()
+    summary = await run_method(TwoRoundMethod(engine), engine, data, store, max_concurrency=3, progress=False)
+    assert (summary.done, summary.failed, summary.failed_ids) == (2, 1, ["bad"])
+    bad = next(r for r in store.records if r["id"] == "bad")
+    assert bad["error"] == ("RequestError: openai endpoint http://x/v1 failed for model m: "
+                            "HTTP 400: prompt is too long")
+    # The turns that got a result, in call order: round 0, then round 1's agent 0 (agent 1 was refused).
+    assert [(t["round"], t["agent"]) for t in bad["trajectory"]] == [(0, 0), (0, 1), (1, 0)]
+    assert all(t["text"] == "the answer is \\boxed{4}" and t["finish_reason"] == "stop" for t in bad["trajectory"])
+    assert bad["token_stats"]["scripted"]["num_llm_calls"] == 3
+    assert bad["response"] is None and bad["answer"] is None
+    for record in store.records:
+        if record["id"] != "bad":
+            assert "error" not in record and len(record["trajectory"]) == 4
+
+
+async def test_turns_record_finish_reason_and_records_count_truncated_turns():
+    class CutOffEngine(ScriptedEngine):
+        """Cuts a reply to max_tokens words, as a server does, and says so in finish_reason."""
+
+        async def _chat(self, messages, params):
+            result = await super()._chat(messages, params)
+            words = result.text.split()
+            if len(words) > params.max_tokens:
+                return ChatResult(texts=[" ".join(words[: params.max_tokens])], prompt_tokens=result.prompt_tokens,
+                                  completion_tokens=params.max_tokens, finish_reasons=["length"])
+            return result
+
+    engine = CutOffEngine(lambda m, p: "one two three" if "agent 1" in m[-1]["content"] else "one",
+                          defaults=SamplingParams(max_tokens=2))
+    store = ListStore()
+    await run_method(TwoRoundMethod(engine), engine, [Sample(id="s", query="q", gt="1", source="t")], store,
+                     progress=False)
+    (record,) = store.records
+    assert [t["finish_reason"] for t in record["trajectory"]] == ["stop", "length", "stop", "length"]
+    assert record["num_truncated_turns"] == 2
