@@ -77,13 +77,30 @@ def output_paths(input_file: str | Path, output_dir: str | Path | None) -> tuple
     return folder / f"{stem}_scores.jsonl", folder / f"{stem}_metrics.json"
 
 
+def finite_or_none(value: Any) -> Any:
+    """`value` with every NaN or infinite float (nested in dicts, lists, tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    return value
+
+
+def strict_json(data: Any, indent: int | None = None) -> str:
+    """Strict JSON text: a missing figure (NaN, inf) is written `null`; any other non-finite slip raises."""
+    return json.dumps(finite_or_none(data), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write rows as JSON lines (via a temp file, so a crash never leaves half a scores file)."""
-    atomic_write_text(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    """Write rows as strict JSON lines (via a temp file, so a crash never leaves half a scores file)."""
+    atomic_write_text(path, (strict_json(row) + "\n" for row in rows))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, [json.dumps(data, indent=2, ensure_ascii=False) + "\n"])
+    """Write a metrics file as strict JSON (no NaN or Infinity, which other JSON readers reject)."""
+    atomic_write_text(path, [strict_json(data, indent=2) + "\n"])
 
 
 def prediction_of(record: InferenceRecord, extract: Callable[[str], str | None]) -> str | None:
@@ -119,6 +136,75 @@ def cost_summary(records: Sequence[InferenceRecord]) -> dict[str, float]:
     return out
 
 
+TRUNCATED = "length"  # the finish reason of a turn cut off at the token limit
+
+
+def _finish_reason(turn: Any) -> str | None:
+    """A turn's finish reason, or None when the turn does not record one (records written before it)."""
+    reason = turn.get("finish_reason") if isinstance(turn, dict) else None
+    return reason if isinstance(reason, str) and reason else None
+
+
+def truncation_of(record: InferenceRecord) -> tuple[bool | None, bool | None]:
+    """(final answer came from a truncated turn, any turn truncated); None where the record cannot tell.
+
+    The final answer's turn is the last turn whose `text` is the record's `response` (else the last turn).
+    A record written before turns carried `finish_reason` is unknown, never counted as untruncated.
+    """
+    data = record.data
+    turns = data.get("trajectory")
+    turns = [t for t in turns if isinstance(t, dict)] if isinstance(turns, list) else []
+    reasons = [_finish_reason(t) for t in turns]
+    count = data.get("num_truncated_turns")
+    if isinstance(count, int) and not isinstance(count, bool):
+        any_truncated: bool | None = count > 0
+    elif TRUNCATED in reasons:
+        any_truncated = True
+    elif turns and None not in reasons:
+        any_truncated = False
+    else:
+        any_truncated = None
+    if any_truncated is None:
+        return None, None
+    if record.failed or not turns or not any_truncated:
+        return False, any_truncated  # no answer came from a turn, or no turn was cut off
+    response = data.get("response")
+    final = next((i for i in range(len(turns) - 1, -1, -1) if turns[i].get("text") == response), len(turns) - 1)
+    reason = reasons[final]
+    return (None if reason is None else reason == TRUNCATED), any_truncated
+
+
+def truncation_summary(records: Sequence[InferenceRecord]) -> dict[str, int | None]:
+    """How many final answers (and records) were cut off at the token limit, over records that can tell.
+
+    `truncation_known` counts the records that carry finish reasons; the other two are None when none does.
+    """
+    flags = [truncation_of(r) for r in records]
+    known = sum(1 for _, any_truncated in flags if any_truncated is not None)
+    return {
+        "num_truncated_answers": sum(1 for answer, _ in flags if answer) if known else None,
+        "num_records_with_truncated_turns": sum(1 for _, any_truncated in flags if any_truncated) if known else None,
+        "truncation_known": known,
+    }
+
+
+def truncation_notes(metrics: dict[str, Any], token_flag: str = "--model_max_tokens") -> list[str]:
+    """Printed lines for truncated answers and turns (nothing when none were cut off or none can tell)."""
+    known = metrics.get("truncation_known") or 0
+    total = metrics.get("num_samples", known)
+    of = f"{total}" if known == total else f"{known} with finish reasons (of {total})"
+    notes = []
+    if metrics.get("num_truncated_answers"):
+        notes.append(f"{metrics['num_truncated_answers']} of {of} final answers were cut off at the token limit "
+                     f"(raise {token_flag})")
+    if metrics.get("num_records_with_truncated_turns"):
+        notes.append(f"{metrics['num_records_with_truncated_turns']} of {of} records have a turn cut off "
+                     "at the token limit")
+    if total and not known:
+        notes.append("truncation unknown: the records carry no finish_reason (written before it was recorded)")
+    return notes
+
+
 def describe_run(records: Sequence[InferenceRecord]) -> dict[str, Any]:
     """Method and model of a file (the first record's; a file holds one run)."""
     first = records[0].data
@@ -151,6 +237,7 @@ def build_metrics(rows: Sequence[dict[str, Any]], records: Sequence[InferenceRec
         "reasons": dict(sorted(reasons.items())),
         "num_inference_errors": reasons.get(REASON_INFERENCE_ERROR, 0),
         "num_grader_errors": sum(reasons.get(k, 0) for k in (REASON_GRADER_ERROR, REASON_TIMEOUT, REASON_PARSE_ERROR)),
+        **truncation_summary(records),
         "cost": cost_summary(records),
     }
 
@@ -191,13 +278,16 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
 
 
 def save_and_print(rows: list[dict[str, Any]], metrics: dict[str, Any], scores_path: Path,
-                   metrics_path: Path, notes: Sequence[str] = ()) -> None:
-    """What every eval CLI ends with: per-sample scores and metrics on disk, a short table on screen."""
+                   metrics_path: Path, notes: Sequence[str] = (), token_flag: str = "--model_max_tokens") -> None:
+    """What every eval CLI ends with: per-sample scores and metrics on disk, a short table on screen.
+
+    `token_flag` is the flag that set the token limit, named in the note on truncated answers.
+    """
     write_jsonl(scores_path, rows)
     write_json(metrics_path, metrics)
     print(metrics_table(metrics["metrics"]))
     if metrics.get("reasons"):
         print(f"reasons: {', '.join(f'{k}={v}' for k, v in metrics['reasons'].items())}")
-    for note in notes:
+    for note in [*truncation_notes(metrics, token_flag), *notes]:
         print(note)
     print(f"graded {len(rows)} records in {metrics['grading_seconds']:.1f}s -> {scores_path}, {metrics_path}")

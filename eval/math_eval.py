@@ -8,6 +8,7 @@ then math-verify's symbolic check under a per-item time limit), not string exact
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from eval.common import (
     read_inference_records,
     run_cli,
     save_and_print,
+    truncation_of,
 )
 from eval.grading import extract_math_answer, grade_math_many
 
@@ -36,7 +38,7 @@ def _gt_text(record: InferenceRecord) -> str:
 
 def score_math_records(records: Sequence[InferenceRecord], timeout_s: float = 5.0, num_workers: int | None = None,
                        progress: bool = False) -> list[dict[str, Any]]:
-    """One scores row per record: id, gt, prediction, correct, reason (and detail when there is one)."""
+    """One scores row per record: id, gt, prediction, correct, reason (detail when there is one), truncated."""
     gts = [_gt_text(r) for r in records]  # checked up front: a malformed file fails before grading
     predictions = [None if r.failed else prediction_of(r, extract_math_answer) for r in records]
     todo = [i for i, r in enumerate(records) if not r.failed]
@@ -49,6 +51,7 @@ def score_math_records(records: Sequence[InferenceRecord], timeout_s: float = 5.
             row.update(correct=False, reason=REASON_INFERENCE_ERROR, detail=str(record.data["error"])[:300])
         else:
             row.update(grades[i].to_dict())
+        row["truncated"] = truncation_of(record)[0]
         rows.append(row)
     return rows
 
@@ -72,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.timeout <= 0:
-        raise EvalError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if not 0 < args.timeout < math.inf:  # NaN and inf would turn the per-item limit off
+        raise EvalError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
     if args.num_workers is not None and args.num_workers < 1:
         raise EvalError(f"--num_workers must be >= 1, got {args.num_workers}")
     check_task_type(args.dataset_name, "math", "eval.medmcqa_eval or eval.short_answer_eval")

@@ -22,6 +22,7 @@ from eval.common import (
     read_inference_records,
     run_cli,
     save_and_print,
+    truncation_of,
 )
 from eval.metrics import bootstrap_ci
 
@@ -64,7 +65,7 @@ def predicted_letter(record: InferenceRecord, num_choices: int) -> str | None:
 
 
 def score_choice_records(records: Sequence[InferenceRecord]) -> list[dict[str, Any]]:
-    """One scores row per record: id, gt, prediction (a letter or null), correct, reason."""
+    """One scores row per record: id, gt, prediction (a letter or null), correct, reason, truncated."""
     rows = []
     for record in records:
         num_choices = _num_choices(record)
@@ -76,6 +77,7 @@ def score_choice_records(records: Sequence[InferenceRecord]) -> list[dict[str, A
         else:
             prediction = predicted_letter(record, num_choices)
             row.update(prediction=prediction, **grade_choice(prediction, gt).to_dict())
+        row["truncated"] = truncation_of(record)[0]
         subject = (record.data.get("meta") or {}).get("subject")
         if subject:
             row["subject"] = subject

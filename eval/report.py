@@ -21,8 +21,10 @@ from eval.common import (
     EvalError,
     InferenceRecord,
     cost_summary,
+    finite_or_none,
     read_inference_records,
     run_cli,
+    truncation_summary,
 )
 from eval.metrics import bootstrap_ci
 
@@ -51,6 +53,11 @@ class RunSummary:
     latency_s_per_question: float
     num_failed: int
     file: str
+    # Answers cut off by --model_max_tokens, over the `truncation_known` records that carry finish reasons
+    # (None when no record does: files written before turns recorded `finish_reason`).
+    num_truncated_answers: int | None = None
+    num_records_with_truncated_turns: int | None = None
+    truncation_known: int = 0
 
     @property
     def tokens_per_question(self) -> float:
@@ -97,7 +104,7 @@ def summarize_run(path: Path, results_dir: Path, timeout_s: float = 5.0, num_wor
     return RunSummary(dataset=spec.name, method=method, model=model, task_type=spec.task_type,
                       num_samples=len(records), metric=metric, score=estimate.mean, ci_low=estimate.ci_low,
                       ci_high=estimate.ci_high, num_failed=sum(1 for r in records if r.failed), file=str(path),
-                      **cost)
+                      **cost, **truncation_summary(records))
 
 
 def _pct(value: float) -> str:
@@ -108,21 +115,31 @@ def _num(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _truncated(run: RunSummary) -> str:
+    """Truncated final answers: "3", "3 of 8" when only 8 records carry finish reasons, "n/a" when none does."""
+    if run.num_truncated_answers is None or not run.truncation_known:
+        return "n/a"
+    if run.truncation_known < run.num_samples:
+        return f"{run.num_truncated_answers} of {run.truncation_known}"
+    return str(run.num_truncated_answers)
+
+
 def markdown_table(runs: Sequence[RunSummary]) -> str:
-    """The report table: score (%) with its 95% bootstrap CI, and cost per question."""
+    """The report table: score (%) with its 95% bootstrap CI, cost per question, failed and truncated answers."""
     header = ["Dataset", "Method", "Model", "N", "Metric", "Score % [95% CI]", "LLM calls/q", "Prompt tok/q",
-              "Completion tok/q", "Latency s/q", "Failed"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] + ["---"] + ["---:"] * 6) + "|"]
+              "Completion tok/q", "Latency s/q", "Failed", "Truncated"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] + ["---"] + ["---:"] * 7) + "|"]
     for r in runs:
         cells = [r.dataset, r.method, r.model, str(r.num_samples), METRIC_LABELS.get(r.metric, r.metric),
                  f"{_pct(r.score)} [{_pct(r.ci_low)}, {_pct(r.ci_high)}]", _num(r.llm_calls_per_question),
                  _num(r.prompt_tokens_per_question, 0), _num(r.completion_tokens_per_question, 0),
-                 _num(r.latency_s_per_question, 2), str(r.num_failed)]
+                 _num(r.latency_s_per_question, 2), str(r.num_failed), _truncated(r)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
 def write_csv(runs: Sequence[RunSummary], path: Path) -> None:
+    """One row per run; a missing figure (no latency, unknown truncation) is an empty cell, never `nan`."""
     import csv
 
     fields = list(asdict(runs[0]).keys()) + ["tokens_per_question"]
@@ -130,7 +147,7 @@ def write_csv(runs: Sequence[RunSummary], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for run in runs:
-            writer.writerow({**asdict(run), "tokens_per_question": run.tokens_per_question})
+            writer.writerow(finite_or_none({**asdict(run), "tokens_per_question": run.tokens_per_question}))
 
 
 def _styles(runs: Sequence[RunSummary]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -256,6 +273,11 @@ def build_report(results_dir: Path, out_dir: Path, timeout_s: float = 5.0,
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and in CI
+    # No limit would let one stuck sympy check hang the whole report, so 0 is not "off" but an error.
+    if not 0 < timeout_s < math.inf:
+        raise EvalError(f"--timeout must be a finite number of seconds > 0, got {timeout_s}")
+    if num_workers is not None and num_workers < 1:
+        raise EvalError(f"--num_workers must be >= 1, got {num_workers}")
     if not results_dir.is_dir():
         raise EvalError(f"--results_dir {results_dir}: no such folder")
     runs, skipped = [], []
@@ -289,11 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results_dir", default="results",
                         help="folder of <dataset>/<model>/<method>_infer.jsonl runs")
     parser.add_argument("--out", default="reports", help="folder for report.md, report.csv and the PNG plots")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic math check")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds allowed for one symbolic math check (> 0; an overrun scores the item wrong)")
     parser.add_argument("--num_workers", type=int, default=None, help="processes for symbolic math checks")
     args = parser.parse_args(argv)
     runs, _ = build_report(Path(args.results_dir), Path(args.out), args.timeout, args.num_workers)
     print(markdown_table(runs))
+    for run in runs:
+        if run.num_truncated_answers:
+            print(f"{run.dataset} {run.method} ({run.model}): {run.num_truncated_answers} of {run.truncation_known} "
+                  "final answers were cut off at the token limit (raise --model_max_tokens)")
     print(f"\nwrote {Path(args.out) / 'report.md'}, report.csv, accuracy_vs_tokens.png, accuracy_by_method.png")
     return 0
 

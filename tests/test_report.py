@@ -83,3 +83,57 @@ def test_report_with_nothing_to_grade(tmp_path):
 def test_pareto_frontier_keeps_only_undominated_points():
     points = [(100, 30), (500, 45), (900, 40), (1500, 60), (2000, 60)]
     assert report._pareto(points) == [(100, 30), (500, 45), (1500, 60)]
+
+
+def _truncating_turns(cut):
+    """One solver turn, cut off at the token limit when `cut`, with the counts inference.py records."""
+    return {"trajectory": [{"agent": 0, "role": "solver", "round": 0, "messages": [], "text": "x", "answer": None,
+                            "prompt_tokens": 1, "completion_tokens": 1, "finish_reason": "length" if cut else "stop"}],
+            "num_truncated_turns": int(cut)}
+
+
+def test_report_shows_truncated_answers_and_writes_no_nan(tmp_path, capsys):
+    root = tmp_path / "results"
+    model = "org/tiny-model"
+    # cot: 1 of 3 answers cut off; llm_debate: written before finish reasons (unknown), no latency at all.
+    rows = [_record(f"g{i}", str(i), str(i), 1, model, "cot", response="x", **_truncating_turns(i == 0))
+            for i in range(3)]
+    _write(root / "GSM8K" / "org" / "tiny-model" / "cot_infer.jsonl", rows)
+    old = [_record(f"g{i}", str(i), str(i), 2, model, "llm_debate") for i in range(2)]
+    for row in old:
+        del row["latency_s"]
+    _write(root / "GSM8K" / "org" / "tiny-model" / "llm_debate_infer.jsonl", old)
+    out = tmp_path / "reports"
+    assert report.main(["--results_dir", str(root), "--out", str(out), "--num_workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "GSM8K cot (org/tiny-model): 1 of 3 final answers were cut off at the token limit" in printed
+    assert "llm_debate (org/tiny-model): " not in printed
+
+    table = {(r["method"]): r for r in csv.DictReader((out / "report.csv").open())}
+    assert table["cot"]["num_truncated_answers"] == "1" and table["cot"]["truncation_known"] == "3"
+    assert table["cot"]["num_records_with_truncated_turns"] == "1"
+    assert table["llm_debate"]["num_truncated_answers"] == "" and table["llm_debate"]["truncation_known"] == "0"
+    cells = [cell.lower() for row in table.values() for cell in row.values()]
+    assert not {"nan", "inf", "-inf"} & set(cells)
+    assert table["llm_debate"]["latency_s_per_question"] == ""  # missing, written empty (CSV's null)
+
+    markdown = (out / "report.md").read_text()
+    assert "| Failed | Truncated |" in markdown
+    cot_line = next(line for line in markdown.splitlines() if "| cot |" in line)
+    debate_line = next(line for line in markdown.splitlines() if "| llm_debate |" in line)
+    assert cot_line.endswith("| 0 | 1 |") and debate_line.endswith("| 0 | n/a |")
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_report_refuses_a_timeout_that_turns_the_limit_off(results, tmp_path, timeout):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "eval.report", "--results_dir", str(results), "--out",
+                           str(tmp_path / "out"), "--timeout", timeout], cwd=root, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: --timeout must be a finite number of seconds > 0, got {float(timeout)}"
+    assert not (tmp_path / "out").exists()  # refused before any grading
