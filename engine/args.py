@@ -72,6 +72,13 @@ class EngineArgs:
                 raise EngineError(f"--use_vllm (an alias for --backend vllm) conflicts with --backend {backend}; "
                                   "give one of them")
             values["backend"] = "vllm"
+        elif "backend" not in values["explicit_flags"]:
+            # The seed's commands give `--tensor_parallel_size 4` and no backend: only vLLM reads that flag,
+            # so it is taken to choose vLLM rather than warned about on the default hf backend.
+            implying = sorted(values["explicit_flags"] & {"tensor_parallel_size", "gpu_memory_utilization"})
+            if implying:
+                logger.info("--%s implies --backend vllm", implying[0])
+                values["backend"] = "vllm"
         return cls(**values)
 
     def unused_flags(self) -> list[str]:

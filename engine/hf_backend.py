@@ -3,40 +3,56 @@
 Concurrent `chat` calls are queued; one batcher task gathers what is pending, groups requests whose
 generation settings match, and runs each group as one left-padded `generate` in a worker thread, so
 requests keep queuing while a batch runs. Many concurrent calls therefore cost about one padded batch.
+`choose` calls queue the same way and batch among themselves: one left-padded forward pass (no
+generation) scores every pending prompt's next token, and each picks the option whose first tokens
+are likelier.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.args import EngineArgs
-from engine.base import ChatResult, Engine, EngineError, Message, SamplingParams
+from engine.base import ChatResult, ChoiceResult, Engine, EngineError, Message, SamplingParams
 
 logger = logging.getLogger(__name__)
 
 # Requests in one generate() call must share these settings; the per-request seed is not part of it
-# because a batch draws from one random stream (the engine's, seeded from --seed).
-BatchKey = tuple[float, float, int, tuple[str, ...]]
+# because a batch draws from one random stream (the engine's, seeded from --seed). `choose` requests
+# share the key CHOOSE_KEY: they run in forward passes of their own.
+BatchKey = tuple[float, float, int, tuple[str, ...]] | tuple[str]
+CHOOSE_KEY = ("choose",)
+# A choose batch is split (shortest prompts together) so no forward pass holds more padded tokens than
+# this many per row of the batch size: 64 rows of 1k tokens on CPU, 256 on GPU.
+CHOOSE_TOKENS_PER_ROW = 1024
 
 
 @dataclass
 class _Request:
-    """A chat (`messages`) or a raw-prompt completion (`prompt`); both kinds share batches."""
+    """A chat (`messages`) or a raw-prompt completion (`prompt`); both kinds share batches.
+
+    A `choose` request is a chat with `option_ids`: each option's first-token ids to compare.
+    """
 
     messages: list[Message] | None
     params: SamplingParams
     future: asyncio.Future
     prompt: str | None = None
+    options: tuple[str, ...] | None = None
+    option_ids: list[list[int]] | None = None
     key: BatchKey = field(init=False)
 
     def __post_init__(self) -> None:
         stop = tuple(self.params.stop or ())
-        if self.params.greedy:
+        if self.options is not None:
+            self.key = CHOOSE_KEY
+        elif self.params.greedy:
             self.key = (0.0, 1.0, self.params.max_tokens, stop)
         else:
             self.key = (self.params.temperature, self.params.top_p, self.params.max_tokens, stop)
@@ -65,6 +81,8 @@ class HFEngine(Engine):
         self._start_lock = asyncio.Lock()
         self._rng_state: dict[str, Any] | None = None
         self._eos_ids: frozenset[int] = frozenset()
+        self._option_ids_cache: dict[tuple[str, ...], list[list[int]]] = {}
+        self._forward_kwargs: dict[str, Any] = {}
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -97,6 +115,9 @@ class HFEngine(Engine):
         self.tokenizer = tokenizer
         self.model = model.to(self.device).eval()
         self._eos_ids = _eos_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
+        # choose() needs the last position's logits only; most models can skip computing the others.
+        if "logits_to_keep" in inspect.signature(model.forward).parameters:
+            self._forward_kwargs = {"logits_to_keep": 1}
         generator = torch.Generator().manual_seed(self.args.seed)
         self._rng_state = {"cpu": generator.get_state()}
         logger.info("hf engine: %s on %s (%s)", self.model_name, self.device, model.dtype)
@@ -107,6 +128,17 @@ class HFEngine(Engine):
         if self.args.max_batch_size:
             return self.args.max_batch_size
         return 256 if self.device is not None and self.device.type == "cuda" else 64
+
+    @property
+    def max_model_len(self) -> int | None:
+        """The model's context length (its config's max_position_embeddings), once loaded."""
+        if self.model is None:
+            return None
+        limits = [getattr(self.model.config, "max_position_embeddings", None),
+                  getattr(self.tokenizer, "model_max_length", None)]
+        # Tokenizers without a limit report a huge sentinel (1e30).
+        usable = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 10**7]
+        return min(usable) if usable else None
 
     async def close(self) -> None:
         if self._batcher is not None:
@@ -132,6 +164,46 @@ class HFEngine(Engine):
 
     async def _complete(self, prompt: str, params: SamplingParams) -> ChatResult:
         return await self._submit(None, prompt, params)
+
+    async def _choose(self, messages: list[Message], options: tuple[str, ...]) -> ChoiceResult:
+        if self.model is None:
+            await self.start()
+        assert self._queue is not None
+        option_ids = self.option_token_ids(options)
+        request = _Request(messages, SamplingParams(temperature=0.0, max_tokens=1),
+                           asyncio.get_running_loop().create_future(), options=options, option_ids=option_ids)
+        await self._queue.put(request)
+        return await request.future
+
+    def option_token_ids(self, options: tuple[str, ...]) -> list[list[int]]:
+        """For each option, the ids of the tokens its reply can start with: the option as given, lower case and
+        capitalised, each with and without a leading space, first token of each (upper case is left out: its
+        first token is often a bare letter that starts many other replies).
+
+        A token that starts more than one option (a bare space, say) is dropped from all of them; an option
+        left without a token of its own is a ValueError, since one forward pass cannot tell it apart.
+        """
+        cached = self._option_ids_cache.get(options)
+        if cached is not None:
+            return cached
+        firsts: list[set[int]] = []
+        for option in options:
+            word = option.strip()
+            ids: set[int] = set()
+            for form in {word, word.lower(), word.capitalize()}:
+                for text in (form, " " + form):
+                    encoded = self.tokenizer.encode(text, add_special_tokens=False)
+                    if encoded:
+                        ids.add(encoded[0])
+            firsts.append(ids)
+        shared = {token for i, a in enumerate(firsts) for b in firsts[i + 1:] for token in a & b}
+        option_ids = [sorted(ids - shared) for ids in firsts]
+        for option, ids in zip(options, option_ids):
+            if not ids:
+                raise ValueError(f"the hf backend tells options apart by their first token, and {option!r} "
+                                 f"starts with the same token as another of {list(options)} in this tokenizer")
+        self._option_ids_cache[options] = option_ids
+        return option_ids
 
     async def _submit(self, messages: list[Message] | None, prompt: str | None, params: SamplingParams) -> ChatResult:
         if self.model is None:
@@ -180,8 +252,9 @@ class HFEngine(Engine):
             raise
 
     async def _run_batch(self, batch: list[_Request]) -> None:
+        run = self._choose_batch if batch[0].key == CHOOSE_KEY else self._generate
         try:
-            results = await asyncio.to_thread(self._generate, batch)
+            results = await asyncio.to_thread(run, batch)
         except asyncio.CancelledError:  # close() during a batch: its callers must not wait forever
             for request in batch:
                 _fail(request, EngineError("the hf engine was closed while this request ran"))
@@ -239,6 +312,40 @@ class HFEngine(Engine):
                                       completion_tokens=completion, finish_reasons=reasons))
             row += request.rows
         return results
+
+    def _choose_batch(self, batch: list[_Request]) -> list[ChoiceResult]:
+        """Score the next token of every `choose` prompt in left-padded forward passes (in a worker thread)."""
+        import torch
+
+        prompts = [self._prompt_ids(request) for request in batch]
+        results: list[ChoiceResult | None] = [None] * len(batch)
+        for chunk in _length_chunks([len(p) for p in prompts], self.max_batch_size * CHOOSE_TOKENS_PER_ROW):
+            encoded = self.tokenizer.pad({"input_ids": [prompts[i] for i in chunk]}, padding=True,
+                                         return_tensors="pt").to(self.device)
+            mask = encoded["attention_mask"]
+            # Positions count from each row's first real token, as generate() counts them under left padding.
+            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            self.batch_sizes.append(len(chunk))
+            with torch.inference_mode():
+                logits = self.model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=position_ids,
+                                    use_cache=False, **self._forward_kwargs).logits[:, -1, :]
+            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+            for row, index in enumerate(chunk):
+                results[index] = self._pick_option(batch[index], logprobs[row], len(prompts[index]))
+        return results  # type: ignore[return-value]
+
+    def _pick_option(self, request: _Request, logprobs: Any, prompt_tokens: int) -> ChoiceResult:
+        """The option whose first tokens hold the most probability mass (log-sum-exp over its variants)."""
+        import torch
+
+        assert request.options is not None and request.option_ids is not None
+        scores = {option: float(torch.logsumexp(logprobs[ids], dim=0))
+                  for option, ids in zip(request.options, request.option_ids)}
+        choice = max(request.options, key=lambda option: scores[option])
+        ids = request.option_ids[request.options.index(choice)]
+        top_token = max(ids, key=lambda token: float(logprobs[token]))
+        return ChoiceResult(choice=choice, text=self.tokenizer.decode([top_token]), prompt_tokens=prompt_tokens,
+                            completion_tokens=1, scores=scores)
 
     def _prompt_ids(self, request: _Request) -> list[int]:
         """Token ids of one request's prompt, before padding."""
@@ -314,6 +421,21 @@ def _take_batch(pending: collections.deque[_Request], max_rows: int) -> list[_Re
             keep.append(request)
     pending.extend(keep)
     return batch
+
+
+def _length_chunks(lengths: list[int], max_padded_tokens: int) -> list[list[int]]:
+    """Indices grouped shortest first so each group's rows x longest length stays within the budget
+    (a prompt longer than the budget goes alone)."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if current and (len(current) + 1) * lengths[index] > max_padded_tokens:
+            chunks.append(current)
+            current = []
+        current.append(index)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _find_stop(text: str, stop: list[str]) -> int:

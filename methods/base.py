@@ -222,6 +222,12 @@ class Method:
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # Roles of turns about other turns (reviews, votes, rankings, recruiting): label.py never makes them
+    # solutions. Every other turn answers the question (solver, debater, aggregator, DyLAN's personas,
+    # whose names come from its config). A method with another reviewing role extends the set in its class:
+    # `non_solution_roles = Method.non_solution_roles | {"judge"}`.
+    non_solution_roles: ClassVar[frozenset[str]] = frozenset(
+        {"critic", "verifier", "ranker", "evaluator", "role_assigner"})
 
     def __init__(self, llm: Engine, config: MethodConfig | None = None, task_type: str = "math", seed: int = 0):
         self.llm = llm

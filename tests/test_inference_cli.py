@@ -263,7 +263,8 @@ def _main_logs(argv: list[str], caplog) -> tuple[int, list[str]]:
 
 def test_flags_of_another_backend_are_warned_about(tmp_path, caplog, tiny_model_path):
     # Given explicitly, even at their default values: a flag typed for another backend does nothing.
-    code, warnings = _main_logs(["--method_name", "cot", "--data_path", str(GSM8K_SAMPLES), "--max_samples", "1",
+    code, warnings = _main_logs(["--backend", "hf", "--method_name", "cot", "--data_path", str(GSM8K_SAMPLES),
+                                 "--max_samples", "1",
                                  "--model_name", tiny_model_path, "--model_max_tokens", "2", "--no_progress",
                                  "--output_path", str(tmp_path / "hf.jsonl"), "--max_retries", "5",
                                  "--request_timeout=600", "--tensor_parallel", "2", "--enforce_eager",
@@ -273,6 +274,21 @@ def test_flags_of_another_backend_are_warned_about(tmp_path, caplog, tiny_model_
                         "--max_retries is a flag of the openai backend; it does nothing with --backend hf",
                         "--request_timeout is a flag of the openai backend; it does nothing with --backend hf",
                         "--tensor_parallel_size is a flag of the vllm backend; it does nothing with --backend hf"]
+
+
+def test_vllm_only_flags_choose_vllm_when_no_backend_is_given():
+    # The seed's label command gives --tensor_parallel_size 4 and no backend: that means vLLM.
+    import inference
+    from engine.args import EngineArgs, parse_args_with_explicit
+
+    def backend(*argv: str) -> str:
+        return EngineArgs.from_namespace(parse_args_with_explicit(inference.build_parser(), list(argv))).backend
+
+    assert backend("--tensor_parallel_size", "4") == "vllm"
+    assert backend("--gpu_memory_utilization", "0.8") == "vllm"
+    assert backend("--tensor_parallel_size", "4", "--backend", "hf") == "hf"  # said explicitly: warned, not changed
+    assert backend("--enforce_eager") == "hf"
+    assert backend() == "hf"
 
 
 def test_openai_backend_warns_about_local_model_flags(tmp_path, caplog):
