@@ -1,16 +1,19 @@
 """The datasets AgentArk runs on: where each lives, how its records map to `Sample`, and `load_samples`.
 
 Each dataset is one explicit `DatasetSpec` in `REGISTRY`; names match exactly (case aside). A mapper
-reads one record in the dataset's own schema (hub or a local copy in the same schema) and returns the
-canonical samples it holds: one for most datasets, one per question for QASPER and QMSum.
+reads one record in the dataset's own schema (hub, generated in process, or a local copy in the same
+schema) and returns the canonical samples it holds: one for most datasets, one per question for QASPER
+and QMSum.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from data import arith
 from data.answer_format import last_boxed
 from data.loaders import DataError, RawRecord, iter_hub_records, iter_local_records
 from data.schema import TASK_TYPES, Sample
@@ -32,15 +35,19 @@ class DatasetSpec:
     task_type: str
     mapper: Mapper
     sample_file: Path
+    # Synthetic datasets: split -> raw records made in process, used in place of the hub
+    generator: Callable[[str], Iterator[RawRecord]] | None = None
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
             raise ValueError(f"dataset {self.name}: task_type {self.task_type!r} not in {TASK_TYPES}")
 
     def iter_records(self, split: str, data_path: str | Path | None = None) -> Iterator[RawRecord]:
-        """The raw records of a local file when `data_path` is given, else of the hub split."""
+        """The raw records of a local file when `data_path` is given, else of the generated or hub split."""
         if data_path is not None:
             return iter_local_records(data_path)
+        if self.generator is not None:
+            return self.generator(split)
         if self.hub_id is None:
             raise DataError(f"{self.name} has no hub copy that loads without a script; pass --data_path "
                             f"(e.g. {self.sample_file.relative_to(SAMPLES_DIR.parents[1])})")
@@ -217,6 +224,25 @@ def map_hotpotqa(raw: RawRecord, source: str, fallback_id: str) -> list[Sample]:
                    context="\n\n".join(paragraphs), meta=_drop_none(meta))]
 
 
+def map_arith(raw: RawRecord, source: str, fallback_id: str) -> list[Sample]:
+    """A `data.arith` problem (generated or from its JSONL); the answer is checked against the stored chain."""
+    answer = raw.get("answer", int)
+    if isinstance(answer, bool):
+        raise raw.fail("field 'answer' must be int, got bool")
+    start, steps = raw.get("start", int), raw.get("steps", list)
+    try:
+        chain = [(str(operation), int(operand)) for operation, operand in steps]
+        value = arith.evaluate(start, chain)[-1] if chain else start
+    except (TypeError, ValueError) as e:
+        raise raw.fail(f"field 'steps' is not a chain of [operation, operand] pairs ({e})") from None
+    if value != answer:
+        raise raw.fail(f"field 'answer' is {answer} but the chain in 'steps' gives {value}")
+    meta = {"level": raw.get("level", int, default=None), "start": start, "steps": [list(s) for s in chain],
+            "solution": raw.get("solution", str, default=None)}
+    return [Sample(id=str(raw.get("id", default=fallback_id)), query=raw.text("question"), gt=str(answer),
+                   source=source, meta=_drop_none(meta))]
+
+
 def _drop_none(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -241,6 +267,11 @@ REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 SAMPLES_DIR / "qasper.jsonl"),
     DatasetSpec("HotpotQA", "hotpotqa/hotpot_qa", ("distractor",), "validation", "short_answer", map_hotpotqa,
                 SAMPLES_DIR / "hotpotqa.jsonl"),
+    # Synthetic (data/arith.py): `Arith` is the level calibrated for the default model, Arith-L1..L5 the ladder.
+    DatasetSpec("Arith", None, (None,), "test", "math", map_arith, SAMPLES_DIR / "arith.jsonl",
+                generator=partial(arith.iter_raw_records, arith.CALIBRATED_LEVEL)),
+    *(DatasetSpec(f"Arith-L{level}", None, (None,), "test", "math", map_arith, SAMPLES_DIR / "arith.jsonl",
+                  generator=partial(arith.iter_raw_records, level)) for level in arith.LEVELS),
 )}
 
 

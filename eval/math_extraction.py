@@ -37,6 +37,7 @@ _BOX_JOINER = re.compile(
     r"(?:\s|[,;$]|\\[()\[\]]|\\q?quad\b|\\text\s*\{\s*(?:and|or)?\s*\}|\band\b|\bor\b|&"
     r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
 )
+_EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 
 
@@ -87,6 +88,8 @@ def _stated_value(text: str, pos: int) -> tuple[str, int] | None:
     if not match:
         return None
     value = _main_value(match.group(1).strip().strip("*").strip())
+    if value and _EMPTY_BOX.search(value):
+        return None  # "The answer is within \\boxed{}.": the prompt's instruction echoed, not an answer
     return (value, match.end()) if value else None
 
 

@@ -55,6 +55,9 @@ def test_extract_math_answer(text, expected):
     ("We get $a = \\boxed{3}$, thus $b = 2a = \\boxed{6}$.", "6"),
     ("The final answer is: there are 12 students in total.", "12"),
     ("\\boxed{5}\n\nTo check the answer: it is consistent with everything above.", "5"),
+    # A small model echoing its prompt's instruction after stating the answer (seen on Arith)
+    ("3. So, 2 * 9 = 18.\n4. The answer is 18.\n\nThe answer is within \\boxed{}.", "18"),
+    ("11 + 11 = 22\n\nThe answer is within \\boxed{}.", "22"),
 ])
 def test_extract_math_answer_reads_the_final_statement(text, expected):
     assert extract_math_answer(text) == expected
