@@ -69,8 +69,9 @@ def iter_local_records(path: str | Path) -> Iterator[RawRecord]:
         yield from _iter_parquet(path)
 
 
-def _iter_jsonl(path: Path) -> Iterator[RawRecord]:
-    index = 0
+def iter_json_objects(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
+    """(object, "file:line") for each non-blank line of a JSON-lines file; a bad line is one DataError."""
+    path = Path(path)
     with path.open(encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -82,8 +83,12 @@ def _iter_jsonl(path: Path) -> Iterator[RawRecord]:
                 raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(data, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
-            yield RawRecord(data, where, index)
-            index += 1
+            yield data, where
+
+
+def _iter_jsonl(path: Path) -> Iterator[RawRecord]:
+    for index, (data, where) in enumerate(iter_json_objects(path)):
+        yield RawRecord(data, where, index)
 
 
 def _iter_json(path: Path) -> Iterator[RawRecord]:

@@ -72,6 +72,17 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
         yield record
 
 
+def read_records_with_lines(path: str | Path) -> list[tuple[dict[str, Any], str]]:
+    """`read_records` with each record's "file:line", for errors that name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    parsed = _parse_lines(path)
+    if parsed.torn_at is not None:
+        logger.warning("%s:%d: skipping a torn last line left by an interrupted run", path, parsed.torn_line)
+    return [(record, f"{path}:{line_number}") for line_number, record in parsed.records]
+
+
 def shard_path(path: str | Path, shard_id: int, num_shards: int) -> Path:
     """`x_infer.jsonl` -> `x_infer.shard-<i>-of-<k>.jsonl`; the path itself when there is one shard."""
     path = Path(path)

@@ -57,17 +57,15 @@ class LabeledQuestion:
 
 
 def _records_with_lines(path: Path) -> list[tuple[dict[str, Any], str]]:
-    from data.records import read_records
+    from data.records import read_records_with_lines
 
     try:
-        records = list(read_records(path))
+        records = read_records_with_lines(path)
     except DataError as error:
         raise BuildDataError(str(error)) from None
-    with path.open("rb") as f:  # read_records yields one record per non-blank line, in order
-        lines = [number for number, line in enumerate(f, start=1) if line.strip()]
     if not records:
         raise BuildDataError(f"--input {path}: no records")
-    return [(record, f"{path}:{line}") for record, line in zip(records, lines)]
+    return records
 
 
 def _task_type(record: dict[str, Any], where: str, dataset_name: str | None) -> str:

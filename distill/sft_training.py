@@ -5,12 +5,13 @@ and the eval CLIs load it like any model; `cot` is its method.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
+from data.errors import DataError
+from data.loaders import iter_json_objects
 from distill.sft_config import DataArguments, ModelArguments, SFTArguments, SFTUsageError
 
 logger = logging.getLogger(__name__)
@@ -37,20 +38,13 @@ def read_sft_rows(path: str | Path, flag: str = "--train_data") -> list[dict[str
     if not path.is_file():
         raise SFTUsageError(f"{flag} {path}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SFTUsageError(f"{where}: malformed JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise SFTUsageError(f"{where}: not a JSON object")
+    try:
+        for row, where in iter_json_objects(path):
             _check_messages(row.get("prompt"), "prompt", where)
             _check_messages(row.get("completion"), "completion", where)
             rows.append({"prompt": row["prompt"], "completion": row["completion"]})
+    except DataError as error:
+        raise SFTUsageError(str(error)) from None
     if not rows:
         raise SFTUsageError(f"{flag} {path}: no examples")
     return rows

@@ -131,18 +131,15 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
 
 def _records_with_lines(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
     """(record, "file:line") for each record of an inference file; a torn last line is skipped."""
-    from data.records import read_records
+    from data.records import read_records_with_lines
 
     try:
-        records = list(read_records(path))
+        records = read_records_with_lines(path)
     except DataError as error:
         raise LabelError(str(error)) from None
-    with path.open("rb") as f:  # read_records yields one record per non-blank line, in order
-        lines = [number for number, line in enumerate(f, start=1) if line.strip()]
     if not records:
         raise LabelError(f"--input {path}: no records")
-    for record, line in zip(records, lines):
-        yield record, f"{path}:{line}"
+    yield from records
 
 
 def _check_record(record: dict[str, Any], where: str) -> None:

@@ -1,7 +1,6 @@
 """Labeled records (label.py's output) -> PRM training examples with labels at step separators only."""
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from data.errors import DataError
+from data.loaders import iter_json_objects
 from data.steps import split_steps
 from prm.model import IGNORE_INDEX
 from prm.template import Template, question_text
@@ -50,17 +50,7 @@ def read_labeled(path: str | Path) -> list[Question]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    questions = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: malformed JSON ({exc.msg})") from None
-            questions.append(_question(record, where))
+    questions = [_question(record, where) for record, where in iter_json_objects(path)]
     if not questions:
         raise DataError(f"{path}: no labeled records (empty file)")
     return questions
