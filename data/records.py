@@ -62,13 +62,7 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
 
     The whole file is checked before the first record is yielded, so corruption fails up front.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    parsed = _parse_lines(path)
-    if parsed.torn_at is not None:
-        logger.warning("%s:%d: skipping a torn last line left by an interrupted run", path, parsed.torn_line)
-    for _, record in parsed.records:
+    for record, _ in read_records_with_lines(path):
         yield record
 
 
