@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from data.task_prompts import task_prompt
 from distill.labeled import BuildDataError, LabeledQuestion
 from eval.grading import answer_key, extract_answer
 
@@ -30,21 +29,19 @@ REGRADE_INCORRECT = "regrade_incorrect"
 def cot_system_prompt(cot_config_name: str = "config_main") -> str | None:
     """The system message of the cot config `inference.py --method_config_name` would load (None: none)."""
     from methods.base import ConfigError
-    from methods.cot.cot import CoT
-    from methods.cot.prompts import SYSTEM_PROMPTS
+    from methods.cot.cot import cot_system_message
 
     try:
-        config = CoT.load_config(cot_config_name)
+        return cot_system_message(cot_config_name)
     except ConfigError as error:
         raise BuildDataError(f"--cot_config: {error}") from None
-    return None if config.system_prompt is None else SYSTEM_PROMPTS[config.system_prompt]
 
 
 def cot_messages(question: LabeledQuestion, system_prompt: str | None = None) -> list[dict[str, str]]:
-    """The messages `cot` sends for this question, as `CoT.solve` builds them."""
-    messages = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
-    messages.append({"role": "user", "content": task_prompt(question.sample(), question.task_type)})
-    return messages
+    """The messages `cot` sends for this question."""
+    from methods.cot.cot import cot_messages as messages_of
+
+    return messages_of(question.sample(), question.task_type, system_prompt)
 
 
 def verdict_reason(is_correct: bool | None, truncated: bool) -> str | None:

@@ -13,7 +13,8 @@ from typing import Any
 from data.errors import DataError
 from data.loaders import iter_local_records
 from data.schema import Sample
-from data.task_prompts import format_question, task_prompt
+from data.task_prompts import format_question
+from methods.cot.cot import cot_messages
 
 
 @dataclass
@@ -31,15 +32,13 @@ class PromptRow:
 
 def cot_system_prompt(cot_config: str = "config_main") -> str | None:
     """The system message of the cot config inference.py would load for `--method_config_name`."""
-    from methods.base import ConfigError
-    from methods.cot.cot import CoT
-    from methods.cot.prompts import SYSTEM_PROMPTS
+    from distill.examples import cot_system_prompt as system_prompt
+    from distill.labeled import BuildDataError
 
     try:
-        config = CoT.load_config(cot_config)
-    except ConfigError as error:
-        raise DataError(f"--cot_config: {error}") from None
-    return None if config.system_prompt is None else SYSTEM_PROMPTS[config.system_prompt]
+        return system_prompt(cot_config)
+    except BuildDataError as error:
+        raise DataError(str(error)) from None
 
 
 def task_type_for(records_source: str | None, dataset_name: str | None, path: str | Path) -> str:
@@ -79,9 +78,8 @@ def load_prompt_rows(path: str | Path, input_key: str = "query", label_key: str 
         raise DataError(f"{path}: no records")
     task_type = task_type_for(source, dataset_name, path)
     for sample in samples:
-        messages = [] if system is None else [{"role": "system", "content": system}]
-        messages.append({"role": "user", "content": task_prompt(sample, task_type)})
-        rows.append(PromptRow(messages, format_question(sample), sample.gt, list(sample.choices or [])))
+        rows.append(PromptRow(cot_messages(sample, task_type, system), format_question(sample), sample.gt,
+                              list(sample.choices or [])))
     return rows, task_type
 
 

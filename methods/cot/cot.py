@@ -27,11 +27,26 @@ class CoT(Method):
     Config = CoTConfig
     config: CoTConfig
 
+    @property
+    def system_message(self) -> str | None:
+        return None if self.config.system_prompt is None else SYSTEM_PROMPTS[self.config.system_prompt]
+
     async def solve(self, sample: Sample) -> Solution:
-        messages = []
-        if self.config.system_prompt is not None:
-            messages.append({"role": "system", "content": SYSTEM_PROMPTS[self.config.system_prompt]})
-        messages.append({"role": "user", "content": task_prompt(sample, self.task_type)})
+        messages = cot_messages(sample, self.task_type, self.system_message)
         traj = self.trajectory(sample)
         turn = await traj.chat(messages, agent=0, role="solver", round=0, temperature=self.config.temperature)
         return Solution(response=turn.text, answer=turn.answer, trajectory=traj.turns)
+
+
+def cot_messages(sample: Sample, task_type: str, system_message: str | None) -> list[dict[str, str]]:
+    """What `cot` sends for a sample; distillation builds its students' prompts with it, so a student trains
+    on the prompt it is evaluated with."""
+    messages = [] if system_message is None else [{"role": "system", "content": system_message}]
+    messages.append({"role": "user", "content": task_prompt(sample, task_type)})
+    return messages
+
+
+def cot_system_message(config_name: str = "config_main") -> str | None:
+    """The system message of the cot config `inference.py --method_config_name` would load (ConfigError if bad)."""
+    config = CoT.load_config(config_name)
+    return None if config.system_prompt is None else SYSTEM_PROMPTS[config.system_prompt]
