@@ -18,12 +18,15 @@ BACKEND_FLAGS: dict[str, tuple[str, ...]] = {
     "max_batch_size": ("hf",),
     "batch_wait_ms": ("hf",),
     "tensor_parallel_size": ("vllm",),
+    "data_parallel_size": ("vllm",),
     "gpu_memory_utilization": ("vllm",),
     "max_model_len": ("vllm",),
     "enforce_eager": ("vllm",),
     "model_api_config": ("openai",),
     "request_timeout": ("openai",),
     "max_retries": ("openai",),
+    "modal_url": ("openai",),
+    "modal_app": ("openai",),
     # The server loads the model for the openai backend: these say nothing to it.
     "dtype": ("hf", "vllm"),
     "trust_remote_code": ("hf", "vllm"),
@@ -50,6 +53,7 @@ class EngineArgs:
     batch_wait_ms: float = 5.0
     # vllm
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     enforce_eager: bool = False
@@ -58,6 +62,10 @@ class EngineArgs:
     max_concurrency: int = 256
     request_timeout: float = 600.0
     max_retries: int = 5
+    # openai, endpoint from a Modal deployment (modal/launch_modal.py) instead of --model_api_config
+    use_modal_batch: bool = False
+    modal_url: str | None = None
+    modal_app: str = "agentark-vllm"
     # Options the user gave on the command line (dest names), even at their default values: a flag
     # given for another backend is warned about. Empty when not parsed with parse_args_with_explicit.
     explicit_flags: frozenset[str] = field(default_factory=frozenset, repr=False)
@@ -66,7 +74,18 @@ class EngineArgs:
     def from_namespace(cls, ns: argparse.Namespace) -> EngineArgs:
         values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
         values["explicit_flags"] = frozenset(getattr(ns, EXPLICIT_ATTR, ()))
-        if getattr(ns, "use_vllm", False):
+        modal_only = sorted(values["explicit_flags"] & {"modal_url", "modal_app"})
+        if modal_only and not values.get("use_modal_batch"):
+            raise EngineError(f"--{modal_only[0]} needs --use_modal_batch")
+        if values.get("use_modal_batch"):
+            # A Modal deployment is an OpenAI-compatible server: the openai backend talks to it.
+            backend = values.get("backend", cls.backend)
+            if getattr(ns, "use_vllm", False) or (backend != "openai" and "backend" in values["explicit_flags"]):
+                other = "--use_vllm" if getattr(ns, "use_vllm", False) else f"--backend {backend}"
+                raise EngineError(f"--use_modal_batch (the openai backend on a Modal deployment) conflicts with "
+                                  f"{other}; give one of them")
+            values["backend"] = "openai"
+        elif getattr(ns, "use_vllm", False):
             backend = values.get("backend", cls.backend)
             if backend != "vllm" and (backend != cls.backend or "backend" in values["explicit_flags"]):
                 raise EngineError(f"--use_vllm (an alias for --backend vllm) conflicts with --backend {backend}; "
@@ -75,7 +94,8 @@ class EngineArgs:
         elif "backend" not in values["explicit_flags"]:
             # The seed's commands give `--tensor_parallel_size 4` and no backend: only vLLM reads that flag,
             # so it is taken to choose vLLM rather than warned about on the default hf backend.
-            implying = sorted(values["explicit_flags"] & {"tensor_parallel_size", "gpu_memory_utilization"})
+            implying = sorted(values["explicit_flags"]
+                              & {"tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization"})
             if implying:
                 logger.info("--%s implies --backend vllm", implying[0])
                 values["backend"] = "vllm"
@@ -89,6 +109,8 @@ class EngineArgs:
             if self.backend not in owners:
                 lines.append(f"--{name} is a flag of the {' and '.join(owners)} backend{'s' * (len(owners) > 1)}; "
                              f"it does nothing with --backend {self.backend}")
+        if self.use_modal_batch and "model_api_config" in self.explicit_flags:
+            lines.append("--model_api_config is not read with --use_modal_batch (the deployment is the endpoint)")
         return lines
 
     def sampling_defaults(self) -> SamplingParams:
@@ -125,6 +147,9 @@ def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="hf backend: how long the batcher waits for more requests before a batch starts")
     g.add_argument("--tensor_parallel_size", type=int, default=d.tensor_parallel_size,
                    help="vllm backend: GPUs per model")
+    g.add_argument("--data_parallel_size", type=int, default=d.data_parallel_size,
+                   help="vllm backend: model copies, each on --tensor_parallel_size GPUs of this node; "
+                        "vLLM spreads requests over them")
     g.add_argument("--gpu_memory_utilization", type=float, default=d.gpu_memory_utilization,
                    help="vllm backend: fraction of GPU memory vLLM may take "
                         "(ignored on CPU: set VLLM_CPU_KVCACHE_SPACE in GiB)")
@@ -140,6 +165,14 @@ def add_engine_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="openai backend: seconds before a request times out")
     g.add_argument("--max_retries", type=int, default=d.max_retries,
                    help="openai backend: retries with backoff on 429/5xx/timeouts")
+    g.add_argument("--use_modal_batch", action="store_true",
+                   help="run on the Modal deployment of modal/launch_modal.py (the openai backend; "
+                        "--model_api_config is not read)")
+    g.add_argument("--modal_url", default=d.modal_url,
+                   help="with --use_modal_batch: the deployment's URL (default: $AGENTARK_MODAL_URL, "
+                        "else looked up by --modal_app with the modal package)")
+    g.add_argument("--modal_app", default=d.modal_app,
+                   help="with --use_modal_batch: the Modal app name the deployment was given (AGENTARK_MODAL_APP)")
     return parser
 
 
@@ -178,6 +211,8 @@ def build_engine(args: EngineArgs) -> Engine:
     for line in args.unused_flags():
         logger.warning(line)
     model_name = resolve_model_name(args.model_name) if args.backend != "openai" else args.model_name
+    if args.use_modal_batch and not model_name:
+        raise EngineError("--model_name is required with --use_modal_batch (the model the deployment serves)")
     if args.backend == "openai" and not model_name:
         raise EngineError("--model_name is required with --backend openai (it selects endpoints in --model_api_config)")
     if args.backend == "hf":

@@ -4,11 +4,17 @@ Endpoints come from a YAML file (see configs/model_api_config.yaml). Retries wit
 on 408/409/429/5xx, connection errors and timeouts are the `openai` client's own (`max_retries`);
 it also honours a server's `Retry-After` / `retry-after-ms` header. What still fails after that is
 classified (`_classify`): a RequestError fails one sample, an EngineError ends the run.
+
+With `--use_modal_batch` the one endpoint is the Modal deployment of modal/launch_modal.py: its URL is
+`--modal_url`, else $AGENTARK_MODAL_URL, else looked up by app name with the `modal` package (imported
+only then). Its start check waits out a cold start (Modal starts a container and vLLM loads the model).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,8 @@ import yaml
 
 from engine.args import EngineArgs
 from engine.base import ChatResult, Engine, EngineError, Message, RequestError, SamplingParams
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT_KEYS = ("model_name", "base_url", "api_key_env", "per_request_seed")
@@ -29,6 +37,15 @@ CONNECT_TIMEOUT_S = 10.0
 # HTTP statuses about one request's content (a prompt too long for the context, a bad parameter value):
 # they fail that sample only, with the server's message in its record.
 REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
+# A Modal deployment (modal/launch_modal.py): where its URL may be given, the web function's name, and
+# the variable holding the key its server requires (the Modal secret sets the same name for vLLM).
+MODAL_URL_ENV = "AGENTARK_MODAL_URL"
+MODAL_SERVE_FUNCTION = "serve"
+MODAL_API_KEY_ENV = "VLLM_API_KEY"
+# While a Modal container starts, GET /models times out or gets 5xx from Modal's proxy: poll this often
+# (each probe waiting up to MODAL_PROBE_TIMEOUT_S), for at most --request_timeout seconds in all.
+MODAL_POLL_S = 5.0
+MODAL_PROBE_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,51 @@ def endpoints_for_model(path: str | os.PathLike[str], model_name: str) -> list[E
     return chosen
 
 
+def modal_endpoint(model_name: str, url: str) -> Endpoint:
+    """The endpoint of a Modal deployment at `url` (its root or its /v1); VLLM_API_KEY sent when set."""
+    base_url = url.strip().rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise EngineError(f"--modal_url {url!r}: expected the deployment's http(s) URL "
+                          "(https://<workspace>--<app>-serve.modal.run)")
+    if not base_url.endswith("/v1"):
+        base_url += "/v1"
+    # Without the variable the placeholder key goes: a deployment without a key secret accepts any.
+    return Endpoint(model_name, base_url, MODAL_API_KEY_ENV if os.environ.get(MODAL_API_KEY_ENV) else None)
+
+
+async def lookup_modal_url(app_name: str) -> str:
+    """The web URL of the deployed app's serve function, asked of Modal (needs `modal` and its token)."""
+    try:
+        import modal
+    except ImportError:
+        modal = None
+    # Without the package, the repository's own modal/ folder imports as an empty namespace package.
+    if modal is None or not hasattr(modal, "Function"):
+        raise EngineError("--use_modal_batch: give --modal_url (or set AGENTARK_MODAL_URL), or `pip install modal` "
+                          "so the deployment's URL can be looked up")
+    failure = None
+    try:
+        url = await modal.Function.from_name(app_name, MODAL_SERVE_FUNCTION).get_web_url.aio()
+    except (modal.exception.Error, OSError) as err:
+        text = str(err).strip().splitlines()
+        failure = (f"--use_modal_batch: Modal app {app_name!r} not found or not reachable "
+                   f"({type(err).__name__}: {text[0] if text else ''}); deploy it with `modal deploy "
+                   f"modal/launch_modal.py` (AGENTARK_MODAL_APP={app_name}), check `modal token new`, "
+                   "or give --modal_url")
+    if failure:
+        raise EngineError(failure)
+    if not url:
+        raise EngineError(f"--use_modal_batch: Modal app {app_name!r} has no web URL for {MODAL_SERVE_FUNCTION!r}")
+    return url
+
+
+def _still_starting(err: openai.APIError) -> bool:
+    """Whether a failed probe of a Modal deployment may just be its cold start."""
+    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(err, openai.APIStatusError) and err.status_code >= 500
+
+
 class _Slot:
     """An endpoint's client and its count of requests in flight (for least-loaded routing)."""
 
@@ -124,16 +186,22 @@ class OpenAIEngine(Engine):
         if args.max_concurrency < 1:
             raise EngineError(f"--max_concurrency must be at least 1, got {args.max_concurrency}")
         self.args = args
-        self.endpoints = endpoints_for_model(args.model_api_config, model_name)
-        timeout = openai.Timeout(args.request_timeout, connect=min(CONNECT_TIMEOUT_S, args.request_timeout))
+        self._modal = args.use_modal_batch
+        if self._modal:
+            url = args.modal_url or os.environ.get(MODAL_URL_ENV)
+            # No URL: start() asks Modal (a network call, made inside the event loop).
+            self.endpoints = [modal_endpoint(model_name, url)] if url else []
+        else:
+            self.endpoints = endpoints_for_model(args.model_api_config, model_name)
         keys = [self._api_key(e) for e in self.endpoints]  # every key checked before any client opens
-        self._slots = [
-            _Slot(e, key, openai.AsyncOpenAI(api_key=key, base_url=e.base_url,
-                                             max_retries=args.max_retries, timeout=timeout))
-            for e, key in zip(self.endpoints, keys)
-        ]
+        self._slots = [self._open_slot(e, key) for e, key in zip(self.endpoints, keys)]
         self._semaphore = asyncio.Semaphore(args.max_concurrency)
         self._next_slot = 0
+
+    def _open_slot(self, endpoint: Endpoint, api_key: str) -> _Slot:
+        timeout = openai.Timeout(self.args.request_timeout, connect=min(CONNECT_TIMEOUT_S, self.args.request_timeout))
+        return _Slot(endpoint, api_key, openai.AsyncOpenAI(api_key=api_key, base_url=endpoint.base_url,
+                                                           max_retries=self.args.max_retries, timeout=timeout))
 
     @staticmethod
     def _api_key(endpoint: Endpoint) -> str:
@@ -175,16 +243,36 @@ class OpenAIEngine(Engine):
 
     async def start(self) -> None:
         """Check every endpoint answers GET /models and serves this model; one-line EngineError if not."""
+        if not self._slots:  # --use_modal_batch without a URL
+            url = await lookup_modal_url(self.args.modal_app)
+            logger.info("Modal app %s serves at %s", self.args.modal_app, url)
+            endpoint = modal_endpoint(self.model_name, url)
+            self.endpoints = [endpoint]
+            self._slots = [self._open_slot(endpoint, self._api_key(endpoint))]
         await asyncio.gather(*(self._check(slot) for slot in self._slots))
 
     async def _check(self, slot: _Slot) -> None:
         url = slot.endpoint.base_url
-        probe = slot.client.with_options(max_retries=0, timeout=START_CHECK_TIMEOUT_S)
-        failure = None
-        try:
-            page = await probe.models.list()
-        except openai.APIError as err:
-            failure = f"openai endpoint {url} is not usable: {self._describe(err)}"
+        # A Modal deployment may be scaled to zero: the first probe starts a container and waits for vLLM.
+        wait_s = self.args.request_timeout if self._modal else 0.0
+        probe_timeout = min(MODAL_PROBE_TIMEOUT_S, self.args.request_timeout) if self._modal else START_CHECK_TIMEOUT_S
+        probe = slot.client.with_options(max_retries=0, timeout=probe_timeout)
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            failure = None
+            try:
+                page = await probe.models.list()
+            except openai.APIError as err:
+                failure = f"openai endpoint {url} is not usable: {self._describe(err)}"
+                if self._modal and _still_starting(err) and time.monotonic() < deadline:
+                    if not told:
+                        told = True
+                        logger.info("waiting for the Modal deployment at %s to start (a cold start loads the "
+                                    "model; up to --request_timeout %.0f s)", url, wait_s)
+                    await asyncio.sleep(MODAL_POLL_S)
+                    continue
+            break
         if failure:
             # Raised outside the except block so no chained exception carries the server's raw reply.
             raise EngineError(failure)

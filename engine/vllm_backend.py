@@ -101,6 +101,8 @@ class VLLMEngine(Engine):
             "model": self.model_name,
             "enable_prefix_caching": True,
             "tensor_parallel_size": self.args.tensor_parallel_size,
+            # Each copy takes --tensor_parallel_size GPUs; AsyncLLM balances requests over the copies.
+            "data_parallel_size": self.args.data_parallel_size,
             "gpu_memory_utilization": self.args.gpu_memory_utilization,
             "max_model_len": self.args.max_model_len,
             "dtype": dtype,

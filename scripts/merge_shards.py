@@ -5,8 +5,10 @@
     python scripts/merge_shards.py --output_path ... --test_dataset_name GSM8K [--data_path F] [--split S]
 
 Records are deduplicated by id (a successful record wins over an error record, otherwise the first
-seen is kept); records already in the output file take part, so rerunning the merge is safe. Exit
-status 1 when ids or shard files are missing, 2 on bad input.
+seen is kept); records already in the output file take part, so rerunning the merge is safe. With the
+dataset flags, every missing id is reported under the shard that should have written it (sample i of
+the dataset belongs to shard i mod K, as inference.py and label.py shard), so you know which shard job
+to rerun. Exit status 1 when ids or shard files are missing, 2 on bad input.
 """
 from __future__ import annotations
 
@@ -34,8 +36,11 @@ class MergeReport:
     num_records: int
     failed_ids: list[str]  # ids whose only record is an error record
     num_duplicates: int
+    num_shards: int = 1
     missing_ids: list[str] | None = None  # None: no dataset given to compare against
     extra_ids: list[str] = field(default_factory=list)  # ids not in the given dataset
+    # shard id -> its missing ids (dataset order); only shards with something missing
+    missing_by_shard: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -44,8 +49,8 @@ class MergeReport:
         return not self.missing_shards
 
 
-def select_shard_files(output_path: Path, num_shards: int | None) -> tuple[list[Path], list[str]]:
-    """The shard files of `output_path` to merge, and the names of expected ones that are absent."""
+def select_shard_files(output_path: Path, num_shards: int | None) -> tuple[list[Path], list[str], int]:
+    """The shard files of `output_path` to merge, the names of expected ones that are absent, the shard count."""
     found = find_shard_files(output_path)
     if num_shards is None:
         counts = sorted({count for _, count in found})
@@ -63,7 +68,7 @@ def select_shard_files(output_path: Path, num_shards: int | None) -> tuple[list[
         raise DataError(f"{output_path}: no shard files of --num_shards {num_shards} found next to it")
     missing = [f"{output_path.stem}.shard-{i}-of-{num_shards}.jsonl"
                for i in range(num_shards) if (i, num_shards) not in found]
-    return present, missing
+    return present, missing, num_shards
 
 
 def merge_records(sources: Iterable[Iterable[dict[str, Any]]]) -> tuple[list[dict[str, Any]], int]:
@@ -86,17 +91,20 @@ def merge_shards(output_path: str | Path, num_shards: int | None = None,
                  expected_ids: list[str] | None = None) -> MergeReport:
     """Merge the shards of `output_path` into it (atomically) and say what is failed or missing."""
     output_path = Path(output_path)
-    shard_files, missing_shards = select_shard_files(output_path, num_shards)
+    shard_files, missing_shards, num_shards = select_shard_files(output_path, num_shards)
     sources = [read_records(output_path)] if output_path.exists() else []
     sources += [read_records(path) for path in shard_files]
     records, duplicates = merge_records(sources)
     report = MergeReport(output_path=output_path, shard_files=shard_files, missing_shards=missing_shards,
                          num_records=len(records), failed_ids=[r["id"] for r in records if "error" in r],
-                         num_duplicates=duplicates)
+                         num_duplicates=duplicates, num_shards=num_shards)
     if expected_ids is not None:
         position = {sample_id: i for i, sample_id in enumerate(expected_ids)}
         merged_ids = {r["id"] for r in records}
         report.missing_ids = [i for i in expected_ids if i not in merged_ids]
+        for index, sample_id in enumerate(expected_ids):
+            if sample_id not in merged_ids:  # sample i went to shard i mod K (data.registry.load_samples)
+                report.missing_by_shard.setdefault(index % num_shards, []).append(sample_id)
         report.extra_ids = [r["id"] for r in records if r["id"] not in position]
         # Dataset order, so the merged file reads like an unsharded run's; unknown ids go last.
         records.sort(key=lambda r: position.get(r["id"], len(position)))
@@ -107,6 +115,10 @@ def merge_shards(output_path: str | Path, num_shards: int | None = None,
 def _ids(ids: list[str]) -> str:
     shown = ", ".join(ids[:MAX_IDS_SHOWN])
     return shown + (f", ... ({len(ids) - MAX_IDS_SHOWN} more)" if len(ids) > MAX_IDS_SHOWN else "")
+
+
+def _shard_id(file_name: str) -> int:
+    return int(file_name.rsplit(".shard-", 1)[1].split("-of-", 1)[0])
 
 
 def format_report(report: MergeReport) -> str:
@@ -120,6 +132,13 @@ def format_report(report: MergeReport) -> str:
     if report.missing_ids is not None:
         lines.append(f"missing ids: {len(report.missing_ids)}" +
                      (f": {_ids(report.missing_ids)}" if report.missing_ids else ""))
+        absent = {_shard_id(name) for name in report.missing_shards}
+        for shard_id, ids in sorted(report.missing_by_shard.items()):
+            state = "no file" if shard_id in absent else "file incomplete"
+            lines.append(f"  shard {shard_id} of {report.num_shards} ({state}): {len(ids)} missing: {_ids(ids)}; "
+                         f"rerun it with --num_shards {report.num_shards} --shard_id {shard_id}")
+    elif report.missing_shards:
+        lines.append("missing ids: unknown (give the run's --test_dataset_name and data flags to list them)")
     if report.extra_ids:
         lines.append(f"ids not in the dataset (other data flags than the run's?): {_ids(report.extra_ids)}")
     return "\n".join(lines)
