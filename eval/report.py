@@ -69,7 +69,7 @@ def find_runs(results_dir: Path) -> list[Path]:
     return sorted(p for p in results_dir.rglob("*_infer.jsonl") if p.is_file())
 
 
-def _score_rows(records: Sequence[InferenceRecord], dataset: str, task_type: str, timeout_s: float,
+def score_rows(records: Sequence[InferenceRecord], dataset: str, task_type: str, timeout_s: float,
                 num_workers: int | None) -> tuple[str, list[float]]:
     if task_type == "math":
         from eval.math_eval import score_math_records
@@ -88,23 +88,32 @@ def _score_rows(records: Sequence[InferenceRecord], dataset: str, task_type: str
 
 def summarize_run(path: Path, results_dir: Path, timeout_s: float = 5.0, num_workers: int | None = None) -> RunSummary:
     """Grade one inference file and measure its cost; the dataset is the first folder under results_dir."""
-    from data.registry import get_dataset_spec
-
     rel = path.relative_to(results_dir)
     if len(rel.parts) < 3:
         raise EvalError(f"{path}: expected <results_dir>/<dataset>/<model>/<method>_infer.jsonl")
-    spec = get_dataset_spec(rel.parts[0])
+    summary, _ = grade_run(path, rel.parts[0], timeout_s, num_workers, default_method=rel.name.removesuffix(
+        "_infer.jsonl"), default_model="/".join(rel.parts[1:-1]))
+    return summary
+
+
+def grade_run(path: Path, dataset: str, timeout_s: float = 5.0, num_workers: int | None = None,
+              default_method: str = "", default_model: str = "") -> tuple[RunSummary, dict[str, float]]:
+    """One run's summary and its per-question scores by sample id (for paired comparisons of runs)."""
+    from data.registry import get_dataset_spec
+
+    spec = get_dataset_spec(dataset)
     records = read_inference_records(path)
     first = records[0].data
-    method = str(first.get("method") or rel.name.removesuffix("_infer.jsonl"))
-    model = str(first.get("model") or "/".join(rel.parts[1:-1]))
-    metric, values = _score_rows(records, spec.name, spec.task_type, timeout_s, num_workers)
+    method = str(first.get("method") or default_method)
+    model = str(first.get("model") or default_model)
+    metric, values = score_rows(records, spec.name, spec.task_type, timeout_s, num_workers)
     estimate = bootstrap_ci(values)
     cost = cost_summary(records)
-    return RunSummary(dataset=spec.name, method=method, model=model, task_type=spec.task_type,
-                      num_samples=len(records), metric=metric, score=estimate.mean, ci_low=estimate.ci_low,
-                      ci_high=estimate.ci_high, num_failed=sum(1 for r in records if r.failed), file=str(path),
-                      **cost, **truncation_summary(records))
+    summary = RunSummary(dataset=spec.name, method=method, model=model, task_type=spec.task_type,
+                         num_samples=len(records), metric=metric, score=estimate.mean, ci_low=estimate.ci_low,
+                         ci_high=estimate.ci_high, num_failed=sum(1 for r in records if r.failed), file=str(path),
+                         **cost, **truncation_summary(records))
+    return summary, {str(r.data.get("id")): v for r, v in zip(records, values, strict=True)}
 
 
 def _pct(value: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -57,6 +58,8 @@ class FakeOpenAIServer:
     _stalls: list[float | asyncio.Event] = field(default_factory=list)
     _rules: list[_Rule] = field(default_factory=list)
     gate: asyncio.Event | None = None
+    # Chat replies from a function of (messages, choice index) instead of the echo: a scripted "model".
+    responder: Callable[[list[dict[str, Any]], int], str] | None = None
     _runner: web.AppRunner | None = None
 
     def fail_next(self, count: int, status: int, retry_after_ms: float | None = 1, message: str = "") -> None:
@@ -194,8 +197,12 @@ class FakeOpenAIServer:
         words = user_words[:max_tokens]
         finish = "length" if len(user_words) > max_tokens else "stop"
         num_choices = body.get("n") or 1
-        choices = [{"index": i, "message": {"role": "assistant", "content": " ".join(words)},
-                    "finish_reason": finish} for i in range(num_choices)]
+        texts = [" ".join(words)] * num_choices
+        if self.responder is not None:
+            texts = [self.responder(body["messages"], i) for i in range(num_choices)]
+            words, finish = texts[0].split(), "stop"
+        choices = [{"index": i, "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish} for i, text in enumerate(texts)]
         response: dict[str, Any] = {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion",
                                     "created": int(time.time()), "model": body["model"], "choices": choices}
         if self.include_usage:

@@ -1,0 +1,1 @@
+"""One command from teacher to distilled student: `python -m scripts.pipeline --config configs/pipeline/demo.yaml`."""
