@@ -13,7 +13,7 @@ import yaml
 
 from data.schema import Sample
 from engine.base import ChatResult, Engine, Messages
-from eval.grading import extract_answer
+from eval.grading import answer_key, extract_answer
 
 METHODS_DIR = Path(__file__).resolve().parent
 
@@ -53,13 +53,15 @@ class Solution:
 
 
 def final_solution(traj: Trajectory, response: str, answer: str | None, info: dict[str, Any],
-                   aggregator: Turn | None = None) -> Solution:
+                   aggregator: Turn | None = None, vote_source: str = "vote") -> Solution:
     """The voted solution, replaced by an aggregator turn's when one ran and stated an answer.
 
-    An aggregator that states no answer does not erase a valid vote; `info["answer_source"]` says which won.
+    An aggregator that states no answer, or one without a word or digit in it (a small model's "Answer: :"),
+    does not erase the vote; `info["answer_source"]` says which won: "aggregator", or `vote_source` ("vote"
+    for a majority vote, "medoid" for the free-form consensus).
     """
-    info["answer_source"] = "vote"
-    if aggregator is not None and aggregator.answer is not None:
+    info["answer_source"] = vote_source
+    if aggregator is not None and answer_key(aggregator.answer, traj.task_type):
         response, answer = aggregator.text, aggregator.answer
         info["answer_source"] = "aggregator"
     return Solution(response=response, answer=answer, trajectory=traj.turns, info=info)
@@ -223,8 +225,9 @@ class Method:
     name: ClassVar[str] = "base"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     # Roles of turns about other turns (reviews, votes, rankings, recruiting): label.py never makes them
-    # solutions. Every other turn answers the question (solver, debater, aggregator, DyLAN's personas,
-    # whose names come from its config). A method with another reviewing role extends the set in its class:
+    # solutions. Every other turn answers the question (solver, debater, aggregator; role names are fixed,
+    # a persona such as DyLAN's goes in the turn's `persona` field). A method with another reviewing role
+    # extends the set in its class:
     # `non_solution_roles = Method.non_solution_roles | {"judge"}`.
     non_solution_roles: ClassVar[frozenset[str]] = frozenset(
         {"critic", "verifier", "ranker", "evaluator", "role_assigner"})

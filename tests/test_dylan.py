@@ -7,6 +7,7 @@ import pytest
 
 from data.schema import Sample
 from engine.scripted_backend import ScriptedEngine
+from labeling.solutions import non_solution_roles
 from methods.base import ConfigError
 from methods.dylan.dylan import DyLAN, DyLANConfig, parse_ranking, parse_scores, strip_scores
 from methods.dylan.prompts import ROLE_SYSTEM_PROMPTS
@@ -104,13 +105,87 @@ async def test_listwise_ranking_prunes_to_two_and_importance_flows_backwards():
     assert len(engine.calls) == 4 + 4 + 1 + 2
     # No consensus among the last two: majority vote, tie to the first (the best-ranked agent 2).
     assert solution.answer == "32"
-    # Round 2: agents 2, 0 get 1/2 each; both give agent 2's round-1 solution 4/5 of their weight
+    # Round 2: only agent 2 gave the final answer, so it gets 1 and agent 0 nothing (DyLAN credits only the
+    # agents that match the final answer). Agent 2 gives agent 2's round-1 solution 4/5 of its weight
     # -> round 1: agent 2 0.8, agent 0 0.2, agents 1, 3 nothing. Round-1 agents give agent 1's round-0
     # solution 5/8 -> round 0: agent 1 0.625, the others 0.125. Summed per agent:
-    assert solution.info["importance_scores"] == pytest.approx([0.825, 0.625, 1.425, 0.125])
+    assert solution.info["importance_scores"] == pytest.approx([0.325, 0.625, 1.925, 0.125])
     by_node = {(t.round, t.agent): t.extra["importance"] for t in turns if t.role != "ranker"}
+    assert by_node[(2, 2)] == 1.0 and by_node[(2, 0)] == 0.0
     assert by_node[(1, 2)] == pytest.approx(0.8) and by_node[(1, 3)] == 0.0
     assert by_node[(0, 1)] == pytest.approx(0.625)
+
+
+async def test_importance_goes_only_to_last_round_agents_matching_the_final_answer():
+    def responder(messages, params):
+        agent, rnd = agent_of(messages), round_of(messages)
+        count = len(shown_agents(messages[-1]["content"]))
+        if rnd == 0:
+            return agent_text(agent, 0, str(agent))
+        # Last round: agents 0 and 1 say 5, agents 2 and 3 differ; all rate everything equally.
+        return agent_text(agent, 1, "5" if agent < 2 else str(7 + agent), [3] * count)
+
+    method, _ = make_method(responder, num_rounds=2, activation="none")
+    solution = await method.solve(SAMPLE)
+    assert solution.answer == "5" and solution.info["consensus"] is False
+    last = {t.agent: t.extra["importance"] for t in solution.trajectory if t.round == 1}
+    assert last == {0: 0.5, 1: 0.5, 2: 0.0, 3: 0.0}  # not 1/4 each: non-matching agents get nothing
+    # Round 0 gets what agents 0 and 1 pass back through their equal ratings: 1/4 each.
+    assert solution.info["importance_scores"] == pytest.approx([0.75, 0.75, 0.25, 0.25])
+
+
+async def test_listwise_ranker_needs_more_than_three_active_agents():
+    three = ROLES[:3]
+
+    def responder(messages, params):
+        if messages[0]["role"] == "user":
+            return "Best: [1, 2]"
+        agent, rnd = agent_of(messages), round_of(messages)
+        count = len(shown_agents(messages[-1]["content"]))
+        return agent_text(agent, rnd, str(10 * rnd + agent), [3] * count or None)
+
+    method, engine = make_method(responder, num_agents=3, roles=three)
+    solution = await method.solve(SAMPLE)
+    assert not [t for t in solution.trajectory if t.role == "ranker"]
+    assert len(engine.calls) == 3 * 3 and solution.info["rankings"] == []
+    assert solution.info["active_agents"] == [[0, 1, 2]] * 3
+
+
+async def test_agent_turns_have_the_fixed_role_and_keep_the_persona():
+    def responder(messages, params):
+        count = len(shown_agents(messages[-1]["content"]))
+        return agent_text(agent_of(messages), round_of(messages), "5", [3] * count or None)
+
+    method, _ = make_method(responder)
+    solution = await method.solve(SAMPLE)
+    assert {t.role for t in solution.trajectory} == {"debater"}
+    assert [t.to_dict()["persona"] for t in solution.trajectory] == ROLES
+    assert non_solution_roles("dylan").isdisjoint({"debater"})  # label.py keeps them as solutions
+
+
+SHORT = Sample(id="s1", query="What did the committee decide about the budget vote?",
+               gt="It was delayed until March", source="test")
+# Agent 0 is the outlier; agents 1-3 give paraphrases of one answer (token F1 >= 0.5 with each other).
+SHORT_ANSWERS = ["The marketing team wants a new logo", "The budget vote was delayed until March",
+                 "They delayed the budget vote until March", "Budget vote delayed until March"]
+
+
+async def test_short_answer_paraphrases_reach_consensus_by_similarity():
+    def responder(messages, params):
+        agent = agent_of(messages)
+        count = len(shown_agents(messages[-1]["content"]))
+        text = f"I am agent {agent} in round {round_of(messages)}.\nAnswer: {SHORT_ANSWERS[agent]}"
+        return text + (f"\nScores: [{', '.join(['3'] * count)}]" if count else "")
+
+    engine = ScriptedEngine(responder)
+    method = DyLAN(engine, DyLANConfig(num_agents=4, num_rounds=3, roles=ROLES), task_type="short_answer")
+    solution = await method.solve(SHORT)
+    assert solution.info["early_stop_round"] == 0 and solution.info["consensus"] is True
+    assert len(engine.calls) == 4
+    assert solution.answer in SHORT_ANSWERS[1:] and solution.info["vote_rule"] == "medoid"
+    assert solution.response.endswith(solution.answer)
+    importance = solution.info["importance_scores"]
+    assert importance[0] == 0.0 and importance[1:] == pytest.approx([1 / 3] * 3)
 
 
 async def test_unparseable_scores_and_ranking_fall_back_and_are_recorded():

@@ -206,7 +206,7 @@ def _run_method_to_file(method_name: str, path: Path, **config) -> None:
 
 EXPECTED_SOLUTION_ROLES = {
     "cot": {"solver"}, "self_consistency": {"solver", "aggregator"}, "llm_debate": {"debater", "aggregator"},
-    "dylan": {"Assistant"}, "agentverse": {"solver"}, "mav": {"solver"},
+    "dylan": {"debater"}, "agentverse": {"solver"}, "mav": {"solver"},
 }
 METHOD_CONFIG = {"self_consistency": {"use_aggregator": True}, "llm_debate": {"use_aggregator": True}}
 

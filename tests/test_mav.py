@@ -61,6 +61,26 @@ async def test_ties_go_to_the_majority_answer_of_the_tied_solutions():
     assert solution.info["tie_break_by_majority"] is True
 
 
+async def test_short_answer_ties_go_to_the_medoid_not_the_first_candidate():
+    answers = ["The marketing team wants a new logo", "The budget vote was delayed until March",
+               "They delayed the budget vote until March", "Budget vote delayed until March"]
+
+    def responder(messages, params):
+        if messages[-1]["content"] == VERDICT_PROMPT:
+            return "FINAL VERIFICATION ANSWER: True"  # every candidate approved: a four-way tie
+        if messages[0]["role"] == "system":
+            return "Analysis."
+        return f"Answer: {answers[params.seed]}"
+
+    engine = ScriptedEngine(responder, defaults=SamplingParams(temperature=0.7))
+    method = MAV(engine, MAVConfig(n_solutions=4, n_max_verifiers=2), task_type="short_answer")
+    sample = Sample(id="s1", query="What did the committee decide?", gt="a delay", source="test")
+    solution = await method.solve(sample)
+    assert solution.info["scores"] == [1.0] * 4 and solution.info["tie_break_by_majority"] is True
+    assert solution.info["selected_solution"] in (1, 2, 3)
+    assert solution.answer == answers[solution.info["selected_solution"]]
+
+
 async def test_unparseable_verdicts_are_no_approval_and_are_recorded():
     method, _ = make_method(scripted(["4", "5", "5", "6"], approve=None, verdict_text="Seems fine overall."))
     solution = await method.solve(SAMPLE)

@@ -79,3 +79,13 @@ def test_out_of_range_value_names_the_key(scratch_methods_dir):
 def test_missing_config_name_lists_the_available_ones():
     with pytest.raises(ConfigError, match="no such method config.*config_3rounds.*config_main"):
         get_method_class("llm_debate").load_config("config_nope")
+
+
+def test_paper_configs_match_the_papers_settings():
+    debate = get_method_class("llm_debate").load_config("config_paper")
+    assert (debate.num_agents, debate.use_aggregator) == (5, True)
+    mav = get_method_class("mav").load_config("config_paper")
+    assert (mav.n_solutions, mav.n_max_verifiers, mav.verifier_temperature) == (2, 2, 0.0)
+    for name in ("llm_debate", "mav"):
+        text = get_method_class(name).config_path("config_paper").read_text()
+        assert text.startswith("#") and "paper" in text.splitlines()[0].lower()  # says where it comes from

@@ -163,6 +163,54 @@ async def test_self_consistency_keeps_the_vote_when_the_aggregator_gives_no_answ
     assert solution.answer == "4" and solution.info["answer_source"] == "vote"
 
 
+SHORT = Sample(id="s1", query="What did the committee decide about the budget vote?",
+               gt="It was delayed until March", source="test")
+# Three paraphrases of one answer and an outlier, the outlier first (a first-seen tie break picks it).
+PARAPHRASES_AFTER_OUTLIER = ["Answer: The marketing team wants a new logo",
+                             "Answer: The budget vote was delayed until March",
+                             "Answer: They delayed the budget vote until March",
+                             "Answer: Budget vote delayed until March"]
+
+
+async def test_self_consistency_short_answers_take_the_medoid_not_agent_0():
+    method, _ = make("self_consistency", by_seed(PARAPHRASES_AFTER_OUTLIER), task_type="short_answer",
+                     parallel_num=4, use_aggregator=False)
+    solution = await method.solve(SHORT)
+    assert solution.info["answer_source"] == "medoid" and solution.info["vote_rule"] == "medoid"
+    assert solution.info["vote_index"] in (1, 2, 3)
+    assert "budget vote" in solution.answer.lower() and solution.response == PARAPHRASES_AFTER_OUTLIER[
+        solution.info["vote_index"]]
+    assert len(solution.trajectory) == 4  # aggregator explicitly off
+
+
+async def test_self_consistency_aggregates_short_answers_by_default_but_not_math():
+    def responder(messages, params):
+        if "### Solution 1" in messages[-1]["content"]:
+            return "Combining them. Answer: the vote moved to March"
+        return PARAPHRASES_AFTER_OUTLIER[params.seed]
+
+    method, _ = make("self_consistency", responder, task_type="short_answer", parallel_num=4)
+    assert method.config.use_aggregator is None  # the task-aware default
+    solution = await method.solve(SHORT)
+    assert [t.role for t in solution.trajectory] == ["solver"] * 4 + ["aggregator"]
+    assert solution.answer == "the vote moved to March" and solution.info["answer_source"] == "aggregator"
+    assert solution.info["vote_index"] in (1, 2, 3)  # the consensus is still recorded beside it
+
+    method, _ = make("self_consistency", lambda m, p: "\\boxed{5}", parallel_num=3)
+    solution = await method.solve(QUESTION)
+    assert [t.role for t in solution.trajectory] == ["solver"] * 3 and solution.info["answer_source"] == "vote"
+
+
+async def test_an_aggregator_answer_without_words_keeps_the_consensus():
+    def responder(messages, params):
+        return "Answer: :" if "### Solution 1" in messages[-1]["content"] else PARAPHRASES_AFTER_OUTLIER[params.seed]
+
+    method, _ = make("self_consistency", responder, task_type="short_answer", parallel_num=4)
+    solution = await method.solve(SHORT)
+    assert solution.trajectory[-1].role == "aggregator" and solution.trajectory[-1].answer == ":"
+    assert solution.info["answer_source"] == "medoid" and "budget vote" in solution.answer.lower()
+
+
 def test_self_consistency_rejects_zero_samples():
     with pytest.raises(ConfigError, match="parallel_num"):
         get_method_class("self_consistency").Config(parallel_num=0)
@@ -254,6 +302,25 @@ async def test_debate_aggregator_is_a_final_turn_after_the_last_round():
     assert solution.answer == "6" and solution.info["answer_source"] == "aggregator"
     assert solution.info["vote_answer"] == "7"
     assert_usage_matches(solution, usage)
+
+
+async def test_debate_short_answers_take_the_medoid_or_the_default_aggregator():
+    def responder(messages, params):
+        if "Several agents debated" in messages[-1]["content"]:
+            return "Answer: the budget vote waits until March"
+        return PARAPHRASES_AFTER_OUTLIER[params.seed]
+
+    method, _ = make("llm_debate", responder, task_type="short_answer", num_agents=4, num_rounds=2,
+                     use_aggregator=False)
+    solution = await method.solve(SHORT)
+    assert solution.info["answer_source"] == "medoid" and solution.info["vote_index"] in (1, 2, 3)
+    assert "budget vote" in solution.answer.lower()
+
+    method, _ = make("llm_debate", responder, task_type="short_answer", num_agents=4, num_rounds=2)
+    solution = await method.solve(SHORT)
+    assert solution.trajectory[-1].role == "aggregator" and len(solution.trajectory) == 4 * 2 + 1
+    assert solution.info["answer_source"] == "aggregator"
+    assert solution.answer == "the budget vote waits until March"
 
 
 async def test_single_agent_debate_reviews_its_own_answer():

@@ -1,4 +1,4 @@
-"""AgentVerse prompts: role recruiting, solver, critics with [Agree], evaluator with Correctness and advice."""
+"""AgentVerse prompts: role recruiting, solver and critics over a shared discussion, evaluator with advice."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,7 +18,7 @@ def advice_block(advice: str | None, previous_solution: str | None) -> str:
     if not advice:
         return ""
     return (f"\n\nAn earlier attempt was judged incorrect.\nEarlier solution:\n\"\"\"\n{previous_solution or ''}\n"
-            f"\"\"\"\nEvaluator's advice:\n{advice}")
+            f"\"\"\"\nEvaluator's advice (on the solution and on whom to recruit):\n{advice}")
 
 
 def recruiter_prompt(question: str, count: int, advice: str | None, previous_solution: str | None) -> str:
@@ -35,24 +35,33 @@ def expert_system(description: str) -> str:
     return f"You are {description}."
 
 
-def solver_prompt(question_with_instruction: str, advice: str | None, previous_solution: str | None) -> str:
-    return f"{question_with_instruction}{advice_block(advice, previous_solution)}"
+def discussion_block(messages: Sequence[tuple[str, str]]) -> str:
+    """Discussion messages as the participants see them: who spoke, then what they said."""
+    return "\n\n".join(f"[{speaker}]:\n\"\"\"\n{text.strip()}\n\"\"\"" for speaker, text in messages)
 
 
-def revision_prompt(question_with_instruction: str, solution: str, critiques: Sequence[tuple[str, str]]) -> str:
-    listed = "\n\n".join(f"Reviewer ({role}):\n{text.strip()}" for role, text in critiques)
+def solver_prompt(question_with_instruction: str, history: Sequence[tuple[str, str]]) -> str:
+    """The solver: the problem, and the last messages of the group's discussion when there are any."""
+    if not history:
+        return question_with_instruction
     return (
-        f"{question_with_instruction}\n\nYour current solution:\n\"\"\"\n{solution.strip()}\n\"\"\"\n\n"
-        f"Reviewers raised these points:\n\n{listed}\n\n"
-        "Revise your solution, fixing every valid point, and follow the answer format above."
+        f"{question_with_instruction}\n\nThe latest messages of your group's discussion (your earlier solutions, "
+        f"the reviewers' critiques, the evaluator's advice):\n\n{discussion_block(history)}\n\n"
+        "Using this information, give the correct solution step by step, fixing every valid point, and follow "
+        "the answer format above."
     )
 
 
-def critic_prompt(question: str, solution: str) -> str:
+def critic_prompt(question: str, earlier: Sequence[tuple[str, str]], solution: str, answer_instruction: str) -> str:
+    """A critic solves the problem itself from the recent discussion and agrees only on the same final answer."""
+    discussion = (f"Earlier in the discussion:\n\n{discussion_block(earlier)}\n\n" if earlier else "")
     return (
-        f"Problem:\n{question}\n\nA solver proposed this solution:\n\"\"\"\n{solution.strip()}\n\"\"\"\n\n"
-        "Check the solution carefully, step by step. If it is fully correct, end your reply with "
-        f"{AGREE_TOKEN}. Otherwise explain what is wrong and how to fix it, and do not write {AGREE_TOKEN}."
+        f"You are in a discussion group, aiming to solve this problem together:\n{question}\n\n{discussion}"
+        f"The latest solution proposed by the solver:\n\"\"\"\n{solution.strip()}\n\"\"\"\n\n"
+        "Double-check the solutions in the discussion and give your critique, then solve the problem yourself "
+        f"step by step. {answer_instruction}\n"
+        f"If the final answer of your own solution is the same as the final answer of the latest solution, end "
+        f"your response with {AGREE_TOKEN}. If it is different, do not write {AGREE_TOKEN}."
     )
 
 
@@ -61,5 +70,6 @@ def evaluator_prompt(question: str, solution: str) -> str:
         f"Problem:\n{question}\n\nProposed solution:\n\"\"\"\n{solution.strip()}\n\"\"\"\n\n"
         "Judge whether the solution is correct. Reply in exactly this format:\n"
         "Correctness: <1 if the solution is correct, 0 if not>\n"
-        "Response: <if it is not correct, advice on how to solve the problem correctly>"
+        "Response: <if it is not correct, advice on how to correct the solution, and which experts the group "
+        "should recruit for the next attempt>"
     )

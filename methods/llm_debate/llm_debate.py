@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 from data.schema import Sample
 from data.task_prompts import answer_instruction, format_question, task_prompt
-from eval.grading import majority_vote, vote_counts
+from eval.grading import vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
+from methods.consensus import consensus_vote, uses_aggregator
 from methods.llm_debate.prompts import AGGREGATOR_PROMPT, DEBATE_ROUND_PROMPT, PEER, REFLECTION_PROMPT
-from methods.self_consistency.self_consistency import response_for_answer
 
 
 @dataclass
@@ -16,7 +16,9 @@ class LLMDebateConfig(MethodConfig):
     num_agents: int = 3
     num_rounds: int = 2  # rounds in all, the independent first answers included (round 0)
     temperature: float | None = None  # None: the engine's --model_temperature
-    use_aggregator: bool = False  # an extra LLM turn reads the final round and gives the final answer
+    # An extra LLM turn reads the final round and gives the final answer. null: on for short-answer tasks
+    # (free text has no countable vote; the paper's repository always aggregates), off otherwise.
+    use_aggregator: bool | None = None
 
     def __post_init__(self) -> None:
         for key in ("num_agents", "num_rounds"):
@@ -26,8 +28,8 @@ class LLMDebateConfig(MethodConfig):
 
 class LLMDebate(Method):
     """Round 0: every agent answers alone. Round r > 0: every agent reads its peers' round r-1
-    responses and updates its own answer in its ongoing conversation. Final: majority vote of the
-    last round (or an aggregator turn)."""
+    responses and updates its own answer in its ongoing conversation. Final: the consensus of the
+    last round (majority vote; for free text the medoid) or an aggregator turn."""
 
     name = "llm_debate"
     Config = LLMDebateConfig
@@ -58,13 +60,14 @@ class LLMDebate(Method):
             round_answers.append([turn.answer for turn in latest])
 
         final_answers = round_answers[-1]
-        voted = majority_vote(final_answers, self.task_type)
+        vote = consensus_vote(final_answers, self.task_type)
         info = {"round_answers": round_answers, "vote_counts": vote_counts(final_answers, self.task_type),
-                "vote_answer": voted, "answer_source": "vote"}
-        response, answer = response_for_answer(latest, voted, self.task_type), voted
+                "vote_answer": vote.answer, **vote.info()}
+        response = vote.response([turn.text for turn in latest])
 
-        aggregator = await self._aggregate(traj, sample, latest) if self.config.use_aggregator else None
-        return final_solution(traj, response, answer, info, aggregator)
+        use_aggregator = uses_aggregator(self.config.use_aggregator, self.task_type)
+        aggregator = await self._aggregate(traj, sample, latest) if use_aggregator else None
+        return final_solution(traj, response, vote.answer, info, aggregator, vote_source=vote.source)
 
     async def _aggregate(self, traj: Trajectory, sample: Sample, finals: list[Turn]) -> Turn:
         candidates = "\n\n".join(PEER.format(agent=turn.agent + 1, text=turn.text.strip()) for turn in finals)

@@ -4,7 +4,8 @@
 pool (seeded by the config seed, the run seed and the sample id) and each judges each candidate in two
 turns: an analysis, then `FINAL VERIFICATION ANSWER: True|False`. A candidate's score is the fraction of
 verifiers that approve it; the answer is the best candidate's, and among tied candidates the majority of
-their extracted answers.
+their extracted answers (free-form short answers: the tied answer with the highest mean token F1 to all
+candidates' answers).
 """
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 
 from data.schema import Sample
 from data.task_prompts import format_question, task_prompt
-from eval.grading import answer_key, majority_vote
 from methods.base import ConfigError, Method, MethodConfig, Solution, Turn
+from methods.consensus import consensus_vote, is_free_form, medoid_index
 from methods.mav.prompts import VERDICT_PROMPT, VERDICT_TAG, VERIFIERS, analysis_prompt
 
 _VERDICT = re.compile(rf"{VERDICT_TAG}\W*(true|false)\b", re.I)
@@ -110,7 +111,10 @@ class MAV(Method):
         if len(tied) == 1:
             return tied[0], solutions[tied[0]].answer, False
         answers = [solutions[i].answer for i in tied]
-        winner = answer_key(majority_vote(answers, self.task_type), self.task_type)
-        chosen = next((i for i in tied if winner is not None
-                       and answer_key(solutions[i].answer, self.task_type) == winner), tied[0])
+        if is_free_form(self.task_type):
+            # Free text never repeats word for word: the tied answer closest to all candidates' answers.
+            position = medoid_index(answers, pool=[t.answer for t in solutions])
+        else:
+            position = consensus_vote(answers, self.task_type).index
+        chosen = tied[position] if position is not None else tied[0]
         return chosen, solutions[chosen].answer, True

@@ -1,12 +1,17 @@
-"""Self-consistency: `parallel_num` independent samples of one prompt, majority vote over their answers."""
+"""Self-consistency: `parallel_num` independent samples of one prompt, then a consensus over their answers.
+
+The consensus is a majority vote for math and multiple choice and the medoid for free-form short answers
+(methods.consensus). An aggregator turn, on by default for short-answer tasks, may replace it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from data.schema import Sample
 from data.task_prompts import answer_instruction, format_question, task_prompt
-from eval.grading import answer_key, majority_vote, vote_counts
+from eval.grading import vote_counts
 from methods.base import ConfigError, Method, MethodConfig, Solution, Trajectory, Turn, final_solution
+from methods.consensus import consensus_vote, uses_aggregator
 from methods.self_consistency.prompts import AGGREGATOR_PROMPT, CANDIDATE
 
 
@@ -14,7 +19,9 @@ from methods.self_consistency.prompts import AGGREGATOR_PROMPT, CANDIDATE
 class SelfConsistencyConfig(MethodConfig):
     parallel_num: int = 5
     temperature: float | None = None  # solvers' temperature; None: the engine's --model_temperature
-    use_aggregator: bool = False  # an extra LLM turn reads every sample and gives the final answer
+    # An extra LLM turn reads every sample and gives the final answer. null: on for short-answer tasks
+    # (free text has no countable vote; the paper's repository always aggregates), off otherwise.
+    use_aggregator: bool | None = None
 
     def __post_init__(self) -> None:
         if self.parallel_num < 1:
@@ -22,7 +29,8 @@ class SelfConsistencyConfig(MethodConfig):
 
 
 class SelfConsistency(Method):
-    """Sample the same chain-of-thought prompt `parallel_num` times and keep the most common answer."""
+    """Sample the same chain-of-thought prompt `parallel_num` times and keep the consensus answer
+    (the most common one; for free text the medoid), or the aggregator's."""
 
     name = "self_consistency"
     Config = SelfConsistencyConfig
@@ -38,14 +46,14 @@ class SelfConsistency(Method):
                                        round=0, temperature=self.config.temperature,
                                        seeds=[self.seed + agent for agent in range(num_samples)])
         answers = [turn.answer for turn in solvers]
-        voted = majority_vote(answers, self.task_type)
-        info = {"answers": answers, "vote_counts": vote_counts(answers, self.task_type), "vote_answer": voted,
-                "answer_source": "vote"}
-        response = response_for_answer(solvers, voted, self.task_type)
-        answer = voted
+        vote = consensus_vote(answers, self.task_type)
+        info = {"answers": answers, "vote_counts": vote_counts(answers, self.task_type), "vote_answer": vote.answer,
+                **vote.info()}
+        response = vote.response([turn.text for turn in solvers])
 
-        aggregator = await self._aggregate(traj, sample, solvers) if self.config.use_aggregator else None
-        return final_solution(traj, response, answer, info, aggregator)
+        use_aggregator = uses_aggregator(self.config.use_aggregator, self.task_type)
+        aggregator = await self._aggregate(traj, sample, solvers) if use_aggregator else None
+        return final_solution(traj, response, vote.answer, info, aggregator, vote_source=vote.source)
 
     async def _aggregate(self, traj: Trajectory, sample: Sample, solvers: list[Turn]) -> Turn:
         candidates = "\n\n".join(CANDIDATE.format(number=i + 1, text=turn.text.strip())
@@ -55,12 +63,3 @@ class SelfConsistency(Method):
         turn = await traj.chat([{"role": "user", "content": prompt}], agent=len(solvers), role="aggregator",
                                round=1)
         return turn
-
-
-def response_for_answer(turns: list[Turn], answer: str | None, task_type: str) -> str:
-    """The first response that gave `answer` (the first response when `answer` is None)."""
-    winner = answer_key(answer, task_type)
-    for turn in turns:
-        if winner is not None and answer_key(turn.answer, task_type) == winner:
-            return turn.text
-    return turns[0].text
