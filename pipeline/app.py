@@ -27,12 +27,16 @@ def select(stages: list[Stage], spec: str) -> list[Stage]:
 
 
 def _save_config(config_path: Path, run_dir: Path) -> None:
-    """The config as run, beside the outputs; a different config in the same folder is an error, not a mix."""
+    """The config as run, beside the outputs. A run folder keeps the config it was started with; a different one
+    given later is saved beside it with a time stamp (each stage's record holds the settings it ran with)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.yaml"
     if saved.exists() and saved.read_bytes() != config_path.read_bytes():
-        print(f"note: {config_path} differs from the {saved} this run folder was started with; stages whose "
-              "settings changed will stop with an error")
+        later = run_dir / f"config-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        print(f"note: {config_path} differs from the {saved} this run folder was started with (saved as {later.name}); "
+              "stages whose settings changed will stop with an error")
+        shutil.copyfile(config_path, later)
+        return
     shutil.copyfile(config_path, saved)
 
 

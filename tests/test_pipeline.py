@@ -201,9 +201,15 @@ def test_dry_run_and_unknown_stage(tmp_path):
 
 
 def test_a_stage_whose_inputs_never_ran_is_refused(tmp_path):
-    proc = _run(_write(tmp_path, BASE + "strategies: {da: {}}\n"), tmp_path / "run", "--stages", "da")
+    first = BASE + "strategies: {da: {}}\n"
+    proc = _run(_write(tmp_path, first), tmp_path / "run", "--stages", "da")
     assert proc.returncode == 2
     assert "stage da/Arith needs label/Arith, which has not finished" in proc.stderr
+    # The run folder keeps the config it was started with; a changed one is saved beside it.
+    proc = _run(_write(tmp_path, first + "judge: {judge: rule}\n"), tmp_path / "run", "--stages", "da")
+    assert proc.returncode == 2 and "differs from the" in proc.stdout
+    assert (tmp_path / "run" / "config.yaml").read_text() == first
+    assert [p.read_text() for p in (tmp_path / "run").glob("config-*.yaml")] == [first + "judge: {judge: rule}\n"]
 
 
 def test_shipped_configs_parse_and_build(tmp_path):
