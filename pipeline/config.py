@@ -64,10 +64,6 @@ class PipelineConfig:
     env: dict[str, str]
     raw: dict[str, Any]
 
-    @property
-    def teacher_is_student(self) -> bool:
-        return self.teacher.model == self.student.model
-
 
 _TOP_KEYS = {"name", "teacher", "datasets", "judge", "prm", "student", "strategies", "env", "resources"}
 
@@ -110,9 +106,10 @@ def _launcher(value: Any, path: Path, key: str) -> list[str]:
     raise PipelineError(f"{_where(path, key)} must be a command string or a list of strings")
 
 
-def _role(value: Any, path: Path, key: str, default_model: str | None) -> ModelRole:
+def _role(value: Any, path: Path, key: str, default_model: str | None, extra_keys: frozenset[str] = frozenset()
+          ) -> ModelRole:
     section = _mapping(value, path, key)
-    _check_keys(section, {"model", "engine", "methods"}, path, key)
+    _check_keys(section, {"model", "engine"} | extra_keys, path, key)
     model = section.get("model", default_model)
     if not model:
         raise PipelineError(f"{_where(path, key + '.model')} is required")
@@ -170,7 +167,7 @@ def parse_config(raw: Any, path: Path) -> PipelineConfig:
         raise PipelineError(f"{path}: the config must be a YAML mapping")
     _check_keys(raw, _TOP_KEYS, path, "top level")
     teacher_section = _mapping(raw.get("teacher"), path, "teacher")
-    teacher = _role(teacher_section, path, "teacher", DEFAULT_MODEL)
+    teacher = _role(teacher_section, path, "teacher", DEFAULT_MODEL, frozenset({"methods"}))
     methods = teacher_section.get("methods", {"self_consistency": "config_main"})
     if isinstance(methods, list):
         methods = {m: "config_main" for m in methods}

@@ -64,9 +64,9 @@ def is_done(run_dir: Path, stage: Stage) -> bool:
     record = read_record(run_dir, stage)
     if not record or record.get("status") != "done":
         return False
-    if record.get("settings") != _settings(stage):
-        changed = sorted(k for k in set(record.get("settings") or {}) | set(_settings(stage))
-                         if (record.get("settings") or {}).get(k) != _settings(stage).get(k))
+    before, now = record.get("settings") or {}, _settings(stage)
+    if before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         raise PipelineError(f"stage {stage.name} finished in {run_dir} with other settings (changed: "
                             f"{', '.join(changed)}); use another --run_dir, or delete {record_path(run_dir, stage)} "
                             "and the stage's outputs to redo it")

@@ -135,6 +135,8 @@ datasets: [{name: Arith}]
 def test_unknown_key_names_file_and_field(tmp_path):
     with pytest.raises(PipelineError, match=r"c\.yaml: strategies.rsft: unknown key 'epochs'"):
         load_config(_write(tmp_path, BASE + "strategies: {rsft: {epochs: 2}}\n"))
+    with pytest.raises(PipelineError, match=r"c\.yaml: student: unknown key 'methods'"):
+        load_config(_write(tmp_path, "student: {model: s, methods: [cot]}\ndatasets: [{name: Arith}]\n"))
     with pytest.raises(PipelineError, match=r"c\.yaml: top level: unknown key 'studnet'"):
         load_config(_write(tmp_path, BASE + "studnet: {}\n"))
 
